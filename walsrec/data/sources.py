@@ -1,0 +1,83 @@
+"""One entry point for every data source: a MovieLens variant name, a folder, or a file."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+
+from walsrec.data.movielens import (
+    VARIANTS,
+    default_cache_dir,
+    extract_archive,
+    find_movielens_folder,
+    load_movielens,
+    load_movielens_folder,
+)
+from walsrec.data.readers import ColumnSpec, Interactions, load_interactions
+from walsrec.data.validation import ValidationOptions
+from walsrec.errors import DataError
+
+
+def load_source(
+    spec: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    fmt: str = "auto",
+    columns: ColumnSpec = ColumnSpec(),
+    header: bool | None = None,
+    options: ValidationOptions = ValidationOptions(),
+) -> Interactions:
+    """Loads interactions from whatever ``spec`` names.
+
+    Resolution order: an existing path wins over a variant name (so a local folder called
+    ``ml-100k`` is used as is). A folder must hold a MovieLens layout (u.data, ratings.dat or
+    ratings.csv, directly or one level down); a ``.zip`` is extracted into the cache (the
+    official archive of a known variant is checksum-verified); any other file is read with
+    :func:`load_interactions`. Otherwise ``spec`` must be a MovieLens variant name, which is
+    downloaded (verified) and cached.
+
+    Args:
+        spec: A variant name ("ml-100k", "ml-1m", "ml-20m", "ml-latest-small"), folder or file.
+        cache_dir: Cache root for downloads and extracted archives.
+        download: When False, a variant must already be cached.
+        fmt: File format for plain files ("auto" detects from the extension).
+        columns: Column names for plain files (MovieLens layouts use their own).
+        header: Header flag for plain text files (None detects).
+        options: Validation options (MovieLens sources default to the variant's rating range).
+
+    Returns:
+        The validated interactions.
+
+    Raises:
+        DataError: When ``spec`` is neither an existing path nor a known variant, or loading fails.
+    """
+    text = os.fspath(spec)
+    path = Path(text).expanduser()
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if path.is_dir():
+        if find_movielens_folder(path) is None:
+            raise DataError(
+                f"{path}: folder holds no MovieLens ratings file (u.data, ratings.dat or "
+                f"ratings.csv); pass the interactions file itself instead"
+            )
+        return load_movielens_folder(path, options=options)
+    if path.is_file() and path.suffix.lower() == ".zip":
+        if path.stem in VARIANTS:
+            return load_movielens(path.stem, local_path=path, cache_dir=cache_root, options=options)
+        if not zipfile.is_zipfile(path):
+            raise DataError(f"{path}: not a valid zip archive")
+        # Unknown archives are cached by content, so two different zips never share a folder.
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        folder = extract_archive(path, cache_root / "archives" / f"{path.stem}-{digest}")
+        return load_movielens_folder(folder, options=options)
+    if path.exists():
+        return load_interactions(path, fmt=fmt, columns=columns, header=header, options=options)
+    if text in VARIANTS:
+        return load_movielens(text, cache_dir=cache_root, download=download, options=options)
+    raise DataError(
+        f"data source {text!r} not found: it is neither an existing file or folder nor a known "
+        f"dataset ({', '.join(VARIANTS)})"
+    )

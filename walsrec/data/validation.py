@@ -1,0 +1,523 @@
+"""Vectorized validation of interaction columns: every rejected row is counted under a reason.
+
+The readers hand over whole columns (pyarrow arrays, one value per parsed row) plus the rows the
+parser already rejected for a wrong number of fields. Validation assigns each row at most one
+reason (the first that applies, in the order of ``REASONS``), drops duplicate (user, item) pairs
+keeping the latest, and keeps a few examples in file order. Nothing is dropped silently:
+``rows_read == rows_kept + sum(rejected.values()) + duplicates_dropped``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from walsrec.errors import DataError
+
+WRONG_FIELD_COUNT = "wrong number of fields"
+EMPTY_LINE = "empty line"
+MISSING_USER = "missing user id"
+MISSING_ITEM = "missing item id"
+MISSING_RATING = "missing rating"
+UNPARSABLE_RATING = "unparsable rating"
+NON_FINITE_RATING = "non-finite rating"
+RATING_OUT_OF_RANGE = "rating out of range"
+MISSING_TIMESTAMP = "missing timestamp"
+UNPARSABLE_TIMESTAMP = "unparsable timestamp"
+NEGATIVE_TIMESTAMP = "negative timestamp"
+DUPLICATE = "duplicate (user, item) pair"
+
+# Row-level reasons in priority order: a row with several problems is counted under the first.
+REASONS = (
+    EMPTY_LINE,
+    MISSING_USER,
+    MISSING_ITEM,
+    MISSING_RATING,
+    UNPARSABLE_RATING,
+    NON_FINITE_RATING,
+    RATING_OUT_OF_RANGE,
+    MISSING_TIMESTAMP,
+    UNPARSABLE_TIMESTAMP,
+    NEGATIVE_TIMESTAMP,
+)
+# Which input field each reason is about (None: the row as a whole).
+_REASON_FIELD = {
+    EMPTY_LINE: None,
+    MISSING_USER: "user",
+    MISSING_ITEM: "item",
+    MISSING_RATING: "rating",
+    UNPARSABLE_RATING: "rating",
+    NON_FINITE_RATING: "rating",
+    RATING_OUT_OF_RANGE: "rating",
+    MISSING_TIMESTAMP: "timestamp",
+    UNPARSABLE_TIMESTAMP: "timestamp",
+    NEGATIVE_TIMESTAMP: "timestamp",
+}
+
+_FLOAT_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+_NON_FINITE_PATTERN = r"^[+-]?(nan|inf|infinity)$"
+# Up to 18 digits always fits in int64; an optional ".0" tolerates float-formatted exports.
+_TIMESTAMP_PATTERN = r"^\+?\d{1,18}(\.0*)?$"
+_NEGATIVE_INT_PATTERN = r"^-\d+(\.0*)?$"
+_MAX_VALUE_CHARS = 80
+_DUPLICATE_BUCKETS = 1 << 24
+
+
+@dataclass(frozen=True)
+class ValidationOptions:
+    """How strictly input rows are checked.
+
+    Attributes:
+        strict: When True, the first bad row raises a DataError naming file, line, field and reason
+            (empty lines are still skipped); extra columns are an error too.
+        rating_min: Inclusive lower bound for ratings, unchecked when None.
+        rating_max: Inclusive upper bound for ratings, unchecked when None.
+        max_examples: How many rejected rows the report keeps as examples.
+    """
+
+    strict: bool = False
+    rating_min: float | None = None
+    rating_max: float | None = None
+    max_examples: int = 5
+
+
+@dataclass
+class RejectedRow:
+    """One rejected (or superseded) input row, located by file and physical line.
+
+    ``line`` is the 1-based physical line (the header is line 1 when present); for Parquet it is the
+    1-based row number and ``line_kind`` is "row".
+    """
+
+    file: str
+    line: int
+    field: str | None
+    reason: str
+    value: str
+    line_kind: str = "line"
+
+    def location(self) -> str:
+        """Returns ``file:line`` for text files and ``file:row N`` for Parquet."""
+        if self.line_kind == "line":
+            return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line_kind} {self.line}"
+
+    def describe(self) -> str:
+        """Returns ``file:line: field: reason ('value')``."""
+        field_part = f"{self.field}: " if self.field else ""
+        return f"{self.location()}: {field_part}{self.reason} ({self.value!r})"
+
+
+@dataclass
+class ValidationReport:
+    """What happened to every input row of one source."""
+
+    source: str
+    rows_read: int
+    rows_kept: int
+    rejected: dict[str, int] = field(default_factory=dict)
+    duplicates_dropped: int = 0
+    examples: list[RejectedRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows_rejected(self) -> int:
+        """Total rows rejected for any reason (duplicates not included)."""
+        return sum(self.rejected.values())
+
+    def summary(self) -> str:
+        """Returns a multi-line human summary: counts, reasons, warnings and examples."""
+        lines = [
+            f"{self.source}: {self.rows_read:,} rows read, {self.rows_kept:,} kept, "
+            f"{self.rows_rejected:,} rejected, {self.duplicates_dropped:,} duplicates dropped"
+        ]
+        for reason, count in sorted(self.rejected.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  rejected {count:,} x {reason}")
+        lines.extend(f"  warning: {warning}" for warning in self.warnings)
+        if self.examples:
+            lines.append("  examples:")
+            lines.extend(f"    {example.describe()}" for example in self.examples)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Returns a JSON-serializable dict of the report."""
+        return {
+            "source": self.source,
+            "rows_read": int(self.rows_read),
+            "rows_kept": int(self.rows_kept),
+            "rejected": {reason: int(count) for reason, count in self.rejected.items()},
+            "duplicates_dropped": int(self.duplicates_dropped),
+            "examples": [asdict(example) for example in self.examples],
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class RawColumns:
+    """Columns as read from one source, before validation.
+
+    Attributes:
+        source: The file name shown in messages.
+        user: One value per parsed row (string or numeric array).
+        item: As ``user``.
+        rating: As ``user``, or None when the source has no rating column.
+        timestamp: As ``user``, or None when the source has no timestamp column.
+        row_lines: Maps parsed-row indices (numpy int array) to physical lines (or Parquet rows).
+        line_kind: "line" for text files, "row" for Parquet.
+        malformed: (line, text, actual field count) of rows the parser rejected for their field
+            count, sorted by line.
+        expected_fields: The number of fields a row should have (for messages).
+        extra_columns: Every other column, used only to recognize empty lines.
+        warnings: Messages already produced by the reader.
+    """
+
+    source: str
+    user: pa.Array | pa.ChunkedArray
+    item: pa.Array | pa.ChunkedArray
+    rating: pa.Array | pa.ChunkedArray | None
+    timestamp: pa.Array | pa.ChunkedArray | None
+    row_lines: Callable[[np.ndarray], np.ndarray]
+    line_kind: str = "line"
+    malformed: list[tuple[int, str, int]] = field(default_factory=list)
+    expected_fields: int = 0
+    extra_columns: list[pa.Array | pa.ChunkedArray] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _to_numpy_bool(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Converts a boolean arrow array to numpy, nulls counting as False."""
+    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _is_missing(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """True where a (trimmed) value is null or the empty string."""
+    if pa.types.is_string(text.type) or pa.types.is_large_string(text.type):
+        return _to_numpy_bool(pc.or_kleene(pc.is_null(text), pc.equal(text, "")))
+    return _to_numpy_bool(pc.is_null(text))
+
+
+def normalize_ids(values: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """Returns ids as trimmed strings: integers print as "1", integral floats as "1" not "1.0"."""
+    if pa.types.is_floating(values.type):
+        floats = values.to_numpy(zero_copy_only=False)
+        finite = np.isfinite(floats)
+        if np.all(np.equal(np.mod(floats[finite], 1), 0)):
+            # Parquet files written from pandas often store integer ids as float (NaN for missing).
+            values = pa.array(np.where(finite, floats, 0).astype(np.int64), mask=~finite)
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = pc.cast(values, pa.string())
+    values = pc.utf8_trim_whitespace(values)
+    if isinstance(values, pa.Array):
+        values = pa.chunked_array([values])
+    return values
+
+
+def _parse_ratings(values, missing_out, unparsable_out, non_finite_out) -> np.ndarray:
+    """Parses ratings to float64, marking missing, unparsable and non-finite rows in the outputs."""
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        # Fast path for clean columns: one cast, no regex (a failure means some bad value).
+        with contextlib.suppress(pa.ArrowInvalid):
+            values = pc.cast(values, pa.float64())
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        text = pc.utf8_trim_whitespace(values)
+        missing = _is_missing(text)
+        parsable = _to_numpy_bool(pc.match_substring_regex(text, _FLOAT_PATTERN))
+        non_finite_text = _to_numpy_bool(
+            pc.match_substring_regex(text, _NON_FINITE_PATTERN, ignore_case=True)
+        )
+        # Cast only what the pattern accepted so one bad value cannot fail the whole column.
+        cleaned = pc.if_else(pa.array(parsable), text, "0")
+        ratings = np.asarray(pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False))
+        missing_out |= missing
+        unparsable_out |= ~missing & ~parsable & ~non_finite_text
+        non_finite_out |= non_finite_text | (parsable & ~np.isfinite(ratings))
+        return ratings
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        unparsable_out |= True
+        return np.zeros(len(values))
+    missing = _to_numpy_bool(pc.is_null(values))
+    ratings = np.asarray(
+        pc.fill_null(pc.cast(values, pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+    )
+    missing_out |= missing
+    non_finite_out |= ~missing & ~np.isfinite(ratings)
+    return ratings
+
+
+def _parse_timestamps(values, missing_out, unparsable_out, negative_out) -> np.ndarray:
+    """Parses timestamps to int64 seconds, marking missing, unparsable and negative rows."""
+    if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+        values = pc.cast(values, pa.timestamp("s"), safe=False)
+    if pa.types.is_timestamp(values.type):
+        values = pc.cast(values, pa.int64())
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        with contextlib.suppress(pa.ArrowInvalid):
+            values = pc.cast(values, pa.int64())
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        text = pc.utf8_trim_whitespace(values)
+        missing = _is_missing(text)
+        parsable = _to_numpy_bool(pc.match_substring_regex(text, _TIMESTAMP_PATTERN))
+        negative = _to_numpy_bool(pc.match_substring_regex(text, _NEGATIVE_INT_PATTERN))
+        cleaned = pc.replace_substring_regex(
+            pc.if_else(pa.array(parsable), text, "0"), r"\.0*$", ""
+        )
+        missing_out |= missing
+        negative_out |= negative
+        unparsable_out |= ~missing & ~parsable & ~negative
+        return np.asarray(pc.cast(cleaned, pa.int64()).to_numpy(zero_copy_only=False))
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        missing = _to_numpy_bool(pc.is_null(values))
+        numbers = np.asarray(
+            pc.fill_null(pc.cast(values, pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        )
+        integral = np.isfinite(numbers) & (np.mod(numbers, 1) == 0)
+        if pa.types.is_integer(values.type):
+            stamps = np.asarray(pc.fill_null(pc.cast(values, pa.int64()), 0).to_numpy())
+        else:
+            stamps = np.where(integral, numbers, 0).astype(np.int64)
+        missing_out |= missing
+        unparsable_out |= ~missing & ~integral
+        negative_out |= ~missing & integral & (stamps < 0)
+        return stamps
+    unparsable_out |= True
+    return np.zeros(len(values), dtype=np.int64)
+
+
+def _value_text(values: pa.Array | pa.ChunkedArray | None, index: int) -> str:
+    """The input value at ``index`` as a short string for messages."""
+    if values is None:
+        return ""
+    value = values[int(index)].as_py()
+    text = "" if value is None else str(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
+
+
+def validate_columns(
+    raw: RawColumns,
+    options: ValidationOptions,
+    field_names: dict[str, str],
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Validates raw columns, returning the clean frame and a report of every dropped row.
+
+    Args:
+        raw: Columns read from one source.
+        options: Strictness, rating range and number of examples.
+        field_names: Maps "user", "item", "rating", "timestamp" to the column names in the file
+            (used in messages).
+
+    Returns:
+        A frame with user_id and item_id (str), rating (float32, 1.0 when the source has none)
+        and timestamp (int64, only when present), in file order; and the report.
+
+    Raises:
+        DataError: In strict mode on the first bad row; when the source has no data rows; when
+            every row was rejected.
+    """
+    n_rows = len(raw.user)
+    user = normalize_ids(raw.user)
+    item = normalize_ids(raw.item)
+
+    flags = {reason: np.zeros(n_rows, dtype=bool) for reason in REASONS}
+    user_missing = _is_missing(user)
+    item_missing = _is_missing(item)
+    flags[MISSING_USER] = user_missing
+    flags[MISSING_ITEM] = item_missing
+
+    ratings = np.ones(n_rows, dtype=np.float64)
+    row_empty = user_missing & item_missing
+    if raw.rating is not None:
+        ratings = _parse_ratings(
+            raw.rating, flags[MISSING_RATING], flags[UNPARSABLE_RATING], flags[NON_FINITE_RATING]
+        )
+        row_empty &= _is_missing(raw.rating)
+        checked = ~(flags[MISSING_RATING] | flags[UNPARSABLE_RATING] | flags[NON_FINITE_RATING])
+        out_of_range = np.zeros(n_rows, dtype=bool)
+        if options.rating_min is not None:
+            out_of_range |= ratings < options.rating_min
+        if options.rating_max is not None:
+            out_of_range |= ratings > options.rating_max
+        flags[RATING_OUT_OF_RANGE] = checked & out_of_range
+
+    timestamps = None
+    if raw.timestamp is not None:
+        timestamps = _parse_timestamps(
+            raw.timestamp,
+            flags[MISSING_TIMESTAMP],
+            flags[UNPARSABLE_TIMESTAMP],
+            flags[NEGATIVE_TIMESTAMP],
+        )
+        row_empty &= _is_missing(raw.timestamp)
+    if raw.line_kind == "line":
+        # A blank line parses as a row of empty fields; every column must be empty to count.
+        for extra in raw.extra_columns:
+            row_empty &= _is_missing(extra)
+        flags[EMPTY_LINE] = row_empty
+
+    # First applicable reason wins: 0 = kept, k = REASONS[k - 1].
+    reason_codes = np.zeros(n_rows, dtype=np.int8)
+    for code in range(len(REASONS), 0, -1):
+        reason_codes[flags[REASONS[code - 1]]] = code
+    empty_code = REASONS.index(EMPTY_LINE) + 1
+    empty_rows = np.flatnonzero(reason_codes == empty_code)
+    # Empty lines are not rows: they are skipped with a warning, never counted as rejections.
+    bad_rows = np.flatnonzero((reason_codes != 0) & (reason_codes != empty_code))
+
+    columns = {"user": raw.user, "item": raw.item, "rating": raw.rating, "timestamp": raw.timestamp}
+
+    def rejected_example(row: int) -> RejectedRow:
+        reason = REASONS[reason_codes[row] - 1]
+        field_key = _REASON_FIELD[reason]
+        line = int(raw.row_lines(np.array([row]))[0])
+        return RejectedRow(
+            file=raw.source,
+            line=line,
+            field=field_names.get(field_key) if field_key else None,
+            reason=reason,
+            value=_value_text(columns[field_key], row) if field_key else "",
+            line_kind=raw.line_kind,
+        )
+
+    def malformed_example(line: int, text: str, actual: int) -> RejectedRow:
+        return RejectedRow(
+            file=raw.source,
+            line=line,
+            field=None,
+            reason=f"{WRONG_FIELD_COUNT} (expected {raw.expected_fields}, found {actual})",
+            value=text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "...",
+            line_kind=raw.line_kind,
+        )
+
+    if options.strict:
+        candidates = []
+        if len(bad_rows):
+            candidates.append(rejected_example(int(bad_rows[0])))
+        if raw.malformed:
+            candidates.append(malformed_example(*raw.malformed[0]))
+        if candidates:
+            first = min(candidates, key=lambda example: example.line)
+            raise DataError(
+                f"{first.describe()} [strict mode: set strict: false to skip and count bad rows]"
+            )
+
+    keep = reason_codes == 0
+    kept_rows = np.flatnonzero(keep)
+    duplicate_rows, winner_rows = _find_superseded(
+        user.filter(pa.array(keep)),
+        item.filter(pa.array(keep)),
+        None if timestamps is None else timestamps[kept_rows],
+    )
+    duplicate_rows = kept_rows[duplicate_rows]
+    winner_rows = kept_rows[winner_rows]
+    keep[duplicate_rows] = False
+
+    # Examples: the first few of every kind, merged in file order.
+    limit = max(options.max_examples, 0)
+    examples = [rejected_example(int(row)) for row in bad_rows[:limit]]
+    examples.extend(malformed_example(*entry) for entry in raw.malformed[:limit])
+    if len(duplicate_rows):
+        dup_lines = raw.row_lines(duplicate_rows[:limit])
+        win_lines = raw.row_lines(winner_rows[:limit])
+        for row, line, winner_line in zip(
+            duplicate_rows[:limit], dup_lines, win_lines, strict=True
+        ):
+            examples.append(
+                RejectedRow(
+                    file=raw.source,
+                    line=int(line),
+                    field=None,
+                    reason=f"{DUPLICATE}, superseded by {raw.line_kind} {int(winner_line)}",
+                    value=f"{_value_text(user, row)}, {_value_text(item, row)}",
+                    line_kind=raw.line_kind,
+                )
+            )
+    examples = sorted(examples, key=lambda example: example.line)[:limit]
+
+    rejected: dict[str, int] = {}
+    if raw.malformed:
+        rejected[WRONG_FIELD_COUNT] = len(raw.malformed)
+    counts = np.bincount(reason_codes, minlength=len(REASONS) + 1)
+    for code, reason in enumerate(REASONS, start=1):
+        if counts[code] and code != empty_code:
+            rejected[reason] = int(counts[code])
+    warnings = list(raw.warnings)
+    if len(empty_rows):
+        shown = ", ".join(str(line) for line in raw.row_lines(empty_rows[:limit]))
+        more = ", ..." if len(empty_rows) > limit else ""
+        warnings.append(f"{len(empty_rows):,} empty line(s) skipped (lines {shown}{more})")
+
+    report = ValidationReport(
+        source=raw.source,
+        rows_read=n_rows - len(empty_rows) + len(raw.malformed),
+        rows_kept=int(keep.sum()),
+        rejected=rejected,
+        duplicates_dropped=len(duplicate_rows),
+        examples=examples,
+        warnings=warnings,
+    )
+    if report.rows_read == 0:
+        raise DataError(f"{raw.source} has no data rows")
+    if report.rows_kept == 0:
+        raise DataError(f"{raw.source}: every row was rejected\n{report.summary()}")
+
+    if not keep.all():
+        keep_mask = pa.array(keep)
+        user, item = user.filter(keep_mask), item.filter(keep_mask)
+    frame = pd.DataFrame(
+        {
+            "user_id": user.to_pandas(),
+            "item_id": item.to_pandas(),
+            "rating": ratings[keep].astype(np.float32),
+        }
+    )
+    if timestamps is not None:
+        frame["timestamp"] = timestamps[keep].astype(np.int64)
+    return frame, report
+
+
+def _find_superseded(
+    user: pa.ChunkedArray, item: pa.ChunkedArray, timestamps: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Finds rows whose (user, item) pair appears again with a later (or equal, later-line) time.
+
+    Returns:
+        Indices of the superseded rows (ascending) and, aligned, the index of the row that wins.
+    """
+    if len(user) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    user_codes = np.asarray(user.dictionary_encode().combine_chunks().indices, dtype=np.int64)
+    item_encoded = item.dictionary_encode().combine_chunks()
+    item_codes = np.asarray(item_encoded.indices, dtype=np.int64)
+    pair_keys = user_codes * len(item_encoded.dictionary) + item_codes
+    # Sorting values is far faster than hashing 20M keys; membership of the (usually few)
+    # repeated keys is then a binary search.
+    sorted_keys = np.sort(pair_keys)
+    repeated_keys = np.unique(sorted_keys[1:][sorted_keys[1:] == sorted_keys[:-1]])
+    if len(repeated_keys) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    # A bucket bitmap narrows the rows to check to a few candidates before the exact search.
+    buckets = np.zeros(_DUPLICATE_BUCKETS, dtype=bool)
+    buckets[repeated_keys % _DUPLICATE_BUCKETS] = True
+    candidates = np.flatnonzero(buckets[pair_keys % _DUPLICATE_BUCKETS])
+    candidate_keys = pair_keys[candidates]
+    positions = np.minimum(np.searchsorted(repeated_keys, candidate_keys), len(repeated_keys) - 1)
+    repeated = candidates[repeated_keys[positions] == candidate_keys]
+    keys = pair_keys[repeated]
+    # lexsort is stable, so equal timestamps keep file order and the later line sorts last.
+    sort_keys = (repeated, keys) if timestamps is None else (repeated, timestamps[repeated], keys)
+    order = repeated[np.lexsort(sort_keys)]
+    sorted_keys = pair_keys[order]
+    is_last = np.ones(len(order), dtype=bool)
+    is_last[:-1] = sorted_keys[:-1] != sorted_keys[1:]
+    # Each group's winner is its last row; broadcast it back to the group's members.
+    group_ids = np.cumsum(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) - 1
+    winners = order[is_last][group_ids]
+    superseded = order[~is_last]
+    superseded_winners = winners[~is_last]
+    file_order = np.argsort(superseded, kind="stable")
+    return superseded[file_order], superseded_winners[file_order]
