@@ -1,0 +1,406 @@
+"""WALS solver: agreement with a dense NumPy reference, recovery, ranking, errors, fold-in."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import tensorflow as tf
+
+from walsrec.errors import ConfigError, DataError, WalsrecError
+from walsrec.wals import (
+    EpochStats,
+    WALSConfig,
+    WALSModel,
+    _cholesky_chunk_solver,
+    configure_threads,
+    train_wals,
+)
+
+
+def random_ratings(
+    n_users: int, n_items: int, density: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense integer ratings 1..5 and the mask of the observed ones (every row/column hit)."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random((n_users, n_items)) < density
+    mask[np.arange(n_users), rng.integers(0, n_items, n_users)] = True
+    mask[rng.integers(0, n_users, n_items), np.arange(n_items)] = True
+    ratings = rng.integers(1, 6, size=(n_users, n_items)).astype(np.float64)
+    return np.where(mask, ratings, 0.0), mask
+
+
+def reference_wals(
+    ratings: np.ndarray, mask: np.ndarray, config: WALSConfig, epochs: int
+) -> dict[str, object]:
+    """Dense float64 WALS written from the objective, one np.linalg.solve per row.
+
+    Every entry gets its confidence explicitly (unobserved_weight off the mask), so this shares
+    none of the sparse trick of the implementation, only the initialization recipe.
+    """
+    n_users, n_items = ratings.shape
+    n_factors = config.n_factors
+    rng = np.random.default_rng(config.seed)
+    scale = config.init_scale / np.sqrt(n_factors)
+    users = rng.normal(0.0, scale, size=(n_users, n_factors))
+    items = rng.normal(0.0, scale, size=(n_items, n_factors))
+    user_bias = np.zeros(n_users)
+    item_bias = np.zeros(n_items)
+    biases = config.use_biases
+
+    if config.observed_weighting == "linear":
+        extra = config.alpha * ratings
+    elif config.observed_weighting == "constant":
+        extra = np.full(ratings.shape, config.alpha)
+    elif config.observed_weighting == "log":
+        extra = config.alpha * np.log(1.0 + ratings / config.epsilon)
+    else:
+        extra = np.broadcast_to(
+            config.alpha * (1.0 / mask.sum(axis=0)) ** config.item_weight_exponent, ratings.shape
+        )
+    confidence = np.where(mask, config.unobserved_weight + extra, config.unobserved_weight)
+    global_mean = ratings[mask].mean() if biases and config.mode == "explicit" else 0.0
+    observed_target = 1.0 if config.mode == "implicit" else ratings - global_mean
+    targets = np.where(mask, observed_target, 0.0)
+
+    def row_reg(counts: np.ndarray) -> np.ndarray:
+        if config.regularization_scaling == "count":
+            return config.regularization * np.maximum(counts, 1)
+        return np.full(counts.shape, config.regularization)
+
+    reg_users, reg_items = row_reg(mask.sum(axis=1)), row_reg(mask.sum(axis=0))
+
+    def solve_rows(other, other_bias, weights, row_targets, regs):
+        # Minimize sum_j w_j (t_j - other_bias_j - z . q_j)^2 + reg |z|^2 per row.
+        design = np.hstack([other, np.ones((len(other), 1))]) if biases else other
+        offsets = other_bias if biases else 0.0
+        solved = []
+        for w, t, reg in zip(weights, row_targets, regs, strict=True):
+            lhs = design.T @ (w[:, None] * design) + reg * np.eye(design.shape[1])
+            solved.append(np.linalg.solve(lhs, design.T @ (w * (t - offsets))))
+        solved = np.array(solved)
+        return (solved[:, :-1], solved[:, -1]) if biases else (solved, None)
+
+    losses = []
+    for _ in range(epochs):
+        users, new_user_bias = solve_rows(items, item_bias, confidence, targets, reg_users)
+        user_bias = new_user_bias if biases else user_bias
+        items, new_item_bias = solve_rows(users, user_bias, confidence.T, targets.T, reg_items)
+        item_bias = new_item_bias if biases else item_bias
+        predictions = users @ items.T + user_bias[:, None] + item_bias[None, :]
+        penalty = reg_users @ (np.sum(users**2, axis=1) + user_bias**2)
+        penalty += reg_items @ (np.sum(items**2, axis=1) + item_bias**2)
+        losses.append(float(np.sum(confidence * (targets - predictions) ** 2) + penalty))
+    return {
+        "users": users,
+        "items": items,
+        "user_bias": user_bias,
+        "item_bias": item_bias,
+        "global_mean": global_mean,
+        "losses": losses,
+    }
+
+
+REFERENCE_CASES = {
+    "implicit-linear-count": dict(
+        mode="implicit",
+        observed_weighting="linear",
+        alpha=2.0,
+        regularization=0.1,
+        regularization_scaling="count",
+    ),
+    "explicit-biases": dict(
+        mode="explicit",
+        use_biases=True,
+        observed_weighting="constant",
+        alpha=1.0,
+        unobserved_weight=0.2,
+        regularization=0.5,
+    ),
+    "implicit-log": dict(mode="implicit", observed_weighting="log", alpha=3.0, epsilon=2.0),
+    "implicit-item-power": dict(mode="implicit", observed_weighting="item_power", alpha=5.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFERENCE_CASES))
+def test_agrees_with_dense_numpy_reference(case: str) -> None:
+    ratings, mask = random_ratings(30, 20, density=0.25, seed=3)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    config64 = WALSConfig(
+        n_factors=5, epochs=3, init_scale=1.0, dtype="float64", **REFERENCE_CASES[case]
+    )
+    expected = reference_wals(ratings, mask, config64, epochs=3)
+
+    model = train_wals(matrix, config64)
+    tolerance = dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(model.user_factors, expected["users"], **tolerance)
+    np.testing.assert_allclose(model.item_factors, expected["items"], **tolerance)
+    np.testing.assert_allclose([h.loss for h in model.history], expected["losses"], rtol=1e-6)
+    assert model.global_mean == pytest.approx(expected["global_mean"])
+    if config64.use_biases:
+        np.testing.assert_allclose(model.user_bias, expected["user_bias"], **tolerance)
+        np.testing.assert_allclose(model.item_bias, expected["item_bias"], **tolerance)
+    else:
+        assert model.user_bias is None and model.item_bias is None
+
+    config32 = WALSConfig.from_dict({**config64.to_dict(), "dtype": "float32"})
+    model32 = train_wals(matrix, config32)
+    np.testing.assert_allclose(model32.user_factors, expected["users"], rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(model32.item_factors, expected["items"], rtol=1e-3, atol=1e-3)
+
+
+def test_recovers_planted_low_rank_matrix() -> None:
+    rng = np.random.default_rng(0)
+    n_users, n_items, rank = 200, 150, 4
+    # A constant first factor keeps every entry positive (ratings must be >= 0) at rank 4.
+    users = np.hstack([np.full((n_users, 1), 4.0), rng.normal(size=(n_users, rank - 1))])
+    items = np.hstack([np.full((n_items, 1), 4.0), rng.normal(size=(n_items, rank - 1))])
+    truth = users @ items.T
+    assert truth.min() > 0
+    observed = rng.random(truth.shape) < 0.4
+    matrix = sp.csr_matrix(np.where(observed, truth, 0.0), dtype=np.float32)
+    config = WALSConfig(
+        n_factors=rank,
+        mode="explicit",
+        unobserved_weight=0.0,
+        observed_weighting="constant",
+        alpha=1.0,
+        regularization=1e-4,
+        init_scale=1.0,
+        epochs=40,
+    )
+    model = train_wals(matrix, config)
+
+    held_out_users, held_out_items = np.nonzero(~observed)
+    errors = model.predict(held_out_users, held_out_items) - truth[~observed]
+    rmse = float(np.sqrt(np.mean(errors**2)))
+    assert rmse < 0.05 * truth.std(), (rmse, truth.std())
+    losses = np.array([h.loss for h in model.history])
+    assert np.all(np.diff(losses) <= 1e-5 * losses[:-1]), losses
+    assert losses[-1] < 1e-3 * losses[0]
+
+
+def test_checkerboard_withheld_item_ranks_first() -> None:
+    n_users, n_items = 20, 16
+    user_group = np.arange(n_users) % 2
+    item_group = np.arange(n_items) % 2
+    liked = (user_group[:, None] == item_group[None, :]).astype(np.float32)
+    withheld_user, withheld_item = 0, 4  # both in group 0
+    liked[withheld_user, withheld_item] = 0.0
+    model = train_wals(sp.csr_matrix(liked), WALSConfig(n_factors=4, epochs=10))
+
+    scores = model.score_users(np.array([withheld_user]))[0]
+    unseen = np.flatnonzero(liked[withheld_user] == 0)
+    assert unseen[np.argmax(scores[unseen])] == withheld_item
+    assert scores.shape == (n_items,) and scores.dtype == np.float32
+
+
+def test_deterministic_for_same_data_and_config() -> None:
+    ratings, _ = random_ratings(40, 30, density=0.2, seed=1)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    config = WALSConfig(n_factors=8, epochs=4, seed=7)
+    first, second = train_wals(matrix, config), train_wals(matrix, config)
+    assert np.array_equal(first.user_factors, second.user_factors)
+    assert np.array_equal(first.item_factors, second.item_factors)
+    other_seed = train_wals(matrix, WALSConfig(n_factors=8, epochs=4, seed=8))
+    assert not np.allclose(first.user_factors, other_seed.user_factors)
+
+
+def test_chunking_does_not_change_the_result() -> None:
+    ratings, _ = random_ratings(50, 40, density=0.3, seed=2)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    for extra in ({}, {"use_biases": True, "mode": "explicit", "regularization_scaling": "count"}):
+        default = train_wals(matrix, WALSConfig(n_factors=6, epochs=3, **extra))
+        # One row per chunk: dozens of solver calls per half-step instead of a handful.
+        tiny = train_wals(matrix, WALSConfig(n_factors=6, epochs=3, max_chunk_elements=1, **extra))
+        np.testing.assert_allclose(tiny.user_factors, default.user_factors, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(tiny.item_factors, default.item_factors, rtol=1e-5, atol=1e-5)
+        if default.user_bias is not None:
+            np.testing.assert_allclose(tiny.user_bias, default.user_bias, rtol=1e-5, atol=1e-5)
+    # Every chunk shape goes through one traced graph per dtype, however many chunks there are.
+    assert _cholesky_chunk_solver(tf.float32).experimental_get_tracing_count() == 1
+
+
+FOLD_IN_CASES = {
+    "implicit": dict(),
+    "explicit-biases": dict(
+        mode="explicit", use_biases=True, unobserved_weight=0.1, regularization_scaling="count"
+    ),
+    "item-power": dict(observed_weighting="item_power", alpha=4.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOLD_IN_CASES))
+def test_fold_in_is_the_training_user_solve(case: str) -> None:
+    ratings, _ = random_ratings(40, 30, density=0.2, seed=4)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    config = WALSConfig(n_factors=6, epochs=4, **FOLD_IN_CASES[case])
+    snapshots: dict[int, WALSModel] = {}
+    final = train_wals(
+        matrix, config, callback=lambda epoch, model: snapshots.update({epoch: model})
+    )
+
+    # The last epoch solved users against the item factors after epoch 3: folding a user's row
+    # into the epoch-3 model must reproduce the final user factors.
+    before_last = snapshots[3]
+    for user in (0, 7, 39):
+        row = matrix[user]
+        factors, bias = before_last.fold_in(row.indices, row.data)
+        assert factors.shape == (6,) and factors.dtype == np.float32
+        np.testing.assert_allclose(factors, final.user_factors[user], rtol=1e-5, atol=1e-5)
+        if config.use_biases:
+            assert bias == pytest.approx(float(final.user_bias[user]), abs=1e-5)
+        else:
+            assert bias == 0.0
+
+
+def test_fold_in_after_convergence_matches_trained_user() -> None:
+    ratings, _ = random_ratings(40, 30, density=0.2, seed=5)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    model = train_wals(matrix, WALSConfig(n_factors=4, epochs=100, alpha=1.0))
+    row = matrix[3]
+    factors, _ = model.fold_in(row.indices, row.data)
+    # Near a fixed point of ALS, re-solving a user against the final items barely moves it.
+    relative_change = np.linalg.norm(factors - model.user_factors[3]) / np.linalg.norm(factors)
+    assert relative_change < 0.01
+    # values=None means 1.0 per item; an empty history still gets a (cold-start) solve.
+    implicit_factors, _ = model.fold_in(row.indices)
+    assert np.all(np.isfinite(implicit_factors))
+    cold, _ = model.fold_in(np.array([], dtype=np.int64))
+    assert cold.shape == (4,)
+    with pytest.raises(DataError, match="out of range"):
+        model.fold_in(np.array([30]))
+    with pytest.raises(DataError, match="negative"):
+        model.fold_in(np.array([1]), np.array([-1.0]))
+
+
+def test_biases_help_on_strong_user_offsets() -> None:
+    rng = np.random.default_rng(6)
+    n_users, n_items = 150, 120
+    user_offset = rng.uniform(0.0, 4.0, n_users)
+    item_offset = rng.uniform(0.0, 1.0, n_items)
+    taste = rng.normal(size=(n_users, 2)) @ rng.normal(size=(n_items, 2)).T * 0.3
+    truth = 1.0 + user_offset[:, None] + item_offset[None, :] + taste
+    truth = np.maximum(truth + rng.normal(0.0, 0.1, truth.shape), 0.01)
+    observed = rng.random(truth.shape) < 0.05  # ~6 ratings per user
+    matrix = sp.csr_matrix(np.where(observed, truth, 0.0), dtype=np.float32)
+    held_out = np.nonzero(~observed)
+
+    def held_out_rmse(use_biases: bool) -> float:
+        config = WALSConfig(
+            n_factors=4,
+            mode="explicit",
+            unobserved_weight=0.0,
+            observed_weighting="constant",
+            alpha=1.0,
+            regularization=0.1,
+            regularization_scaling="count",
+            use_biases=use_biases,
+            epochs=10,
+        )
+        model = train_wals(matrix, config)
+        return float(np.sqrt(np.mean((model.predict(*held_out) - truth[~observed]) ** 2)))
+
+    with_biases, without = held_out_rmse(True), held_out_rmse(False)
+    assert with_biases < 0.5 * without, (with_biases, without)
+
+
+def test_history_logging_progress_and_early_stop(caplog: pytest.LogCaptureFixture) -> None:
+    ratings, _ = random_ratings(20, 15, density=0.3, seed=8)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    seen: list[int] = []
+
+    def stop_after_two(epoch: int, model: WALSModel) -> bool:
+        seen.append(epoch)
+        assert len(model.history) == epoch
+        return epoch == 2
+
+    log = logging.getLogger("test_wals")
+    with caplog.at_level(logging.INFO, logger="test_wals"):
+        config = WALSConfig(n_factors=3, epochs=5)
+        model = train_wals(matrix, config, progress=True, callback=stop_after_two, log=log)
+    assert seen == [1, 2]
+    assert [h.epoch for h in model.history] == [1, 2]
+    assert all(isinstance(h, EpochStats) and h.seconds > 0 for h in model.history)
+    assert sum("epoch 2/5" in record.getMessage() for record in caplog.records) == 1
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0])
+def test_rejects_non_positive_regularization(value: float) -> None:
+    with pytest.raises(ConfigError, match=r"regularization must be > 0, got -?[01]\.0"):
+        WALSConfig(regularization=value)
+    with pytest.raises(ConfigError, match="regularization"):
+        WALSConfig.from_dict({"regularization": value})
+
+
+def test_rejects_unknown_key_and_bad_choices() -> None:
+    with pytest.raises(ConfigError, match=r"n_factor\b.*valid keys are .*n_factors"):
+        WALSConfig.from_dict({"n_factor": 8})
+    with pytest.raises(ConfigError, match=r"mode must be one of 'implicit', 'explicit', got 'x'"):
+        WALSConfig(mode="x")
+    with pytest.raises(ConfigError, match="observed_weighting"):
+        WALSConfig.from_dict({"observed_weighting": "sqrt"})
+    with pytest.raises(ConfigError, match="n_factors must be an integer >= 1, got 0"):
+        WALSConfig(n_factors=0)
+    with pytest.raises(ConfigError, match="unobserved_weight must be >= 0"):
+        WALSConfig(unobserved_weight=-0.5)
+    with pytest.raises(ConfigError, match="dtype"):
+        WALSConfig(dtype="float16")
+    with pytest.raises(ConfigError, match="alpha and unobserved_weight are both 0"):
+        WALSConfig(alpha=0.0, unobserved_weight=0.0)
+    config = WALSConfig()
+    assert WALSConfig.from_dict(config.to_dict()) == config
+    config.epochs = 0  # mutated after construction: train_wals validates again
+    with pytest.raises(ConfigError, match="epochs"):
+        train_wals(sp.csr_matrix(np.eye(3, dtype=np.float32)), config)
+
+
+@pytest.mark.parametrize(
+    ("matrix", "message"),
+    [
+        (np.eye(3, dtype=np.float32), "scipy.sparse"),
+        (sp.csr_matrix(np.array([[1.0, -2.0]], dtype=np.float32)), "negative"),
+        (sp.csr_matrix(np.array([[1.0, np.nan]], dtype=np.float32)), "non-finite"),
+        (sp.csr_matrix((3, 4), dtype=np.float32), "no observed entries"),
+    ],
+)
+def test_rejects_unusable_matrices(matrix: object, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        train_wals(matrix, WALSConfig(n_factors=2, epochs=1))
+
+
+def test_numerical_failure_is_one_clear_error() -> None:
+    # float32 overflows in the normal equations; a failed Cholesky on CPU yields NaN, not a raise.
+    matrix = sp.csr_matrix(np.array([[1e30, 1.0], [1.0, 0.0]], dtype=np.float32))
+    with pytest.raises(WalsrecError, match="non-finite factors during epoch 1.*float64"):
+        train_wals(matrix, WALSConfig(n_factors=2, epochs=2))
+
+
+def test_predict_and_score_users_agree_and_check_indices() -> None:
+    ratings, _ = random_ratings(20, 15, density=0.3, seed=9)
+    model = train_wals(
+        sp.csr_matrix(ratings, dtype=np.float32),
+        WALSConfig(n_factors=3, epochs=2, mode="explicit", use_biases=True),
+    )
+    users, items = np.array([0, 5, 19]), np.array([14, 2, 0])
+    np.testing.assert_allclose(
+        model.predict(users, items), model.score_users(users)[np.arange(3), items], rtol=1e-5
+    )
+    assert model.global_mean == pytest.approx(ratings[ratings > 0].mean())
+    with pytest.raises(DataError, match="users index 20 is out of range"):
+        model.predict(np.array([20]), np.array([0]))
+    with pytest.raises(DataError, match="same length"):
+        model.predict(np.array([0, 1]), np.array([0]))
+
+
+def test_configure_threads_too_late_only_warns(caplog: pytest.LogCaptureFixture) -> None:
+    train_wals(sp.csr_matrix(np.eye(3, dtype=np.float32)), WALSConfig(n_factors=2, epochs=1))
+    with caplog.at_level(logging.WARNING, logger="walsrec.wals"):
+        configure_threads(intra_op=1, inter_op=1)
+    # TensorFlow is running by now, so either the values already matched or it warned.
+    changed = tf.config.threading.get_intra_op_parallelism_threads() == 1
+    assert changed or "already started" in caplog.text
+    with pytest.raises(ConfigError, match="intra_op"):
+        configure_threads(intra_op=-1)

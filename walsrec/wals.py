@@ -1,0 +1,964 @@
+"""Weighted alternating least squares (WALS) matrix factorization in TensorFlow.
+
+The whole algorithm is in this file. For a ratings matrix R [n_users, n_items] with observed set
+O, WALS finds user factors X and item factors Y minimizing
+
+    sum_{(u,i) in O} c_ui (t_ui - p_ui)^2  +  unobserved_weight * sum_{(u,i) not in O} p_ui^2
+    + regularization * (sum_u s_u |x_u|^2 + sum_i s_i |y_i|^2)
+
+where p_ui = x_u . y_i is the prediction, t_ui the target (1 in implicit mode, the rating in
+explicit mode), c_ui = unobserved_weight + f(r_ui) the confidence of an observed entry, and s the
+optional ALS-WR scaling of the regularization by the number of observed entries of a row.
+
+With X fixed the objective is an independent ridge regression per item, and with Y fixed one per
+user; WALS alternates the two exact solves, so the objective never increases. Writing the sum
+over unobserved entries as (sum over all entries) - (sum over observed entries) makes one user's
+normal equations cost O(|O_u| d^2) instead of O(n_items d^2):
+
+    A_u = unobserved_weight * Y^T Y + sum_{i in O_u} (c_ui - unobserved_weight) y_i y_i^T + reg_u I
+    b_u = sum_{i in O_u} c_ui t_ui y_i
+
+`Y^T Y` is computed once per half-step. Rows are solved in chunks: the observed factors of a chunk
+are gathered into a padded [rows, max_len, d] block, A and b are built with batched matmuls and
+solved by a batched Cholesky factorization. Rows are sorted by length and grouped so that lengths
+within a chunk are close (little padding), and each chunk is capped at `max_chunk_elements`
+padded elements, which bounds memory.
+
+Biases (`use_biases`) are handled by augmenting the vectors: prediction = global_mean + b_u + b_i +
+x_u . y_i = global_mean + [x_u, b_u, 1] . [y_i, 1, b_i]. When solving users, the free part is
+[x_u, b_u], the design vector of an item is q_i = [y_i, 1] and its fixed offset is o_i = b_i,
+which adds `- sum (c_ui - unobserved_weight) o_i q_i - unobserved_weight * Q^T o` to b_u. Items
+are solved symmetrically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from walsrec.errors import ConfigError, DataError, WalsrecError  # noqa: E402
+
+__all__ = [
+    "EpochStats",
+    "WALSConfig",
+    "WALSModel",
+    "configure_threads",
+    "train_wals",
+]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("implicit", "explicit")
+REGULARIZATION_SCALINGS = ("none", "count")
+OBSERVED_WEIGHTINGS = ("constant", "linear", "log", "item_power")
+DTYPES = ("float32", "float64")
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WALSConfig:
+    """Hyperparameters of WALS.
+
+    Attributes:
+        n_factors: dimension of the user and item factors.
+        regularization: L2 penalty on the factors (and biases); must be > 0, which also keeps
+            every least-squares system positive definite.
+        regularization_scaling: "none", or "count" to multiply the penalty of a row by its number
+            of observed entries (ALS-WR); rows with no entries use 1.
+        mode: "implicit" (observed entries have target 1, a preference) or "explicit" (the target
+            is the rating).
+        unobserved_weight: weight of the unobserved entries, pulled towards a prediction of 0;
+            0 fits the observed entries only (plain ALS for rating prediction).
+        observed_weighting: confidence f(r) added to `unobserved_weight` for an observed entry:
+            "constant": alpha; "linear": alpha * r; "log": alpha * log(1 + r / epsilon);
+            "item_power": alpha * (1 / n_i) ** item_weight_exponent with n_i the item's number of
+            observed entries in training.
+        alpha: scale of the confidence f(r).
+        epsilon: scale of the ratings in the "log" weighting.
+        item_weight_exponent: exponent of the "item_power" weighting.
+        use_biases: learn a user bias, an item bias and a global mean (in explicit mode the mean
+            rating; 0 in implicit mode).
+        epochs: number of alternating (users, then items) passes.
+        init_scale: initial factors are drawn from N(0, init_scale / sqrt(n_factors)).
+        seed: seed of the numpy generator drawing the initial factors.
+        max_chunk_elements: padded elements per solve chunk, which bounds memory (about
+            max_chunk_elements * n_factors numbers per chunk). A row counts as
+            max(its padded length, n_factors) elements, since its normal-equation matrix is as
+            large as that many gathered factors.
+        dtype: "float32" or "float64" for the factors and solves.
+    """
+
+    n_factors: int = 64
+    regularization: float = 0.05
+    regularization_scaling: str = "none"
+    mode: str = "implicit"
+    unobserved_weight: float = 1.0
+    observed_weighting: str = "linear"
+    alpha: float = 10.0
+    epsilon: float = 1.0
+    item_weight_exponent: float = 0.08
+    use_biases: bool = False
+    epochs: int = 15
+    init_scale: float = 0.1
+    seed: int = 42
+    max_chunk_elements: int = 262144
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        self.validate()
+        # YAML gives 1 for 1.0 and numpy gives np.float64: store plain Python types so that
+        # to_dict() is JSON-able and equal configs compare equal.
+        for config_field in dataclasses.fields(self):
+            value = getattr(self, config_field.name)
+            if config_field.type == "float":
+                setattr(self, config_field.name, float(value))
+            elif config_field.type == "int":
+                setattr(self, config_field.name, int(value))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> WALSConfig:
+        """Build and validate a config from a mapping (e.g. a YAML section).
+
+        Args:
+            values: field name -> value; missing fields keep their defaults.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ConfigError: `values` is not a mapping, has unknown keys, or a value is invalid.
+        """
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"WALS config must be a mapping of key -> value, got {type(values).__name__}"
+            )
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(str(key) for key in values if key not in valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown WALS config key(s) {', '.join(unknown)}; valid keys are "
+                f"{', '.join(valid)}"
+            )
+        return cls(**dict(values))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a plain dict (JSON- and YAML-able), the inverse of `from_dict`."""
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Check every field's type and range.
+
+        Raises:
+            ConfigError: naming the first invalid key, its value and what is allowed.
+        """
+        _check_int("n_factors", self.n_factors, minimum=1)
+        _check_number("regularization", self.regularization, positive=True)
+        _check_choice(
+            "regularization_scaling", self.regularization_scaling, REGULARIZATION_SCALINGS
+        )
+        _check_choice("mode", self.mode, MODES)
+        _check_number("unobserved_weight", self.unobserved_weight)
+        _check_choice("observed_weighting", self.observed_weighting, OBSERVED_WEIGHTINGS)
+        _check_number("alpha", self.alpha)
+        _check_number("epsilon", self.epsilon, positive=True)
+        _check_number("item_weight_exponent", self.item_weight_exponent, allow_negative=True)
+        if not isinstance(self.use_biases, bool):
+            raise ConfigError(f"use_biases must be true or false, got {self.use_biases!r}")
+        _check_int("epochs", self.epochs, minimum=1)
+        _check_number("init_scale", self.init_scale, positive=True)
+        _check_int("seed", self.seed, minimum=0)
+        _check_int("max_chunk_elements", self.max_chunk_elements, minimum=1)
+        _check_choice("dtype", self.dtype, DTYPES)
+        if self.alpha == 0 and self.unobserved_weight == 0:
+            raise ConfigError(
+                "alpha and unobserved_weight are both 0, so every entry has weight 0 and nothing "
+                "is learned; set alpha > 0 or unobserved_weight > 0"
+            )
+
+
+def _check_int(key: str, value: Any, *, minimum: int) -> None:
+    # bool is an int subclass; `n_factors: true` in a YAML file is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_number(
+    key: str, value: Any, *, positive: bool = False, allow_negative: bool = False
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise ConfigError(f"{key} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ConfigError(f"{key} must be > 0, got {value!r}")
+    if not positive and not allow_negative and value < 0:
+        raise ConfigError(f"{key} must be >= 0, got {value!r}")
+
+
+def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        allowed = ", ".join(repr(choice) for choice in choices)
+        raise ConfigError(f"{key} must be one of {allowed}, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# Trained model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EpochStats:
+    """Training record of one epoch: the full objective after it and its wall time."""
+
+    epoch: int
+    loss: float
+    seconds: float
+
+
+@dataclass(eq=False)
+class WALSModel:
+    """Trained (or partially trained) WALS factors.
+
+    Attributes:
+        config: the config it was trained with.
+        user_factors: float32 [n_users, n_factors].
+        item_factors: float32 [n_items, n_factors].
+        user_bias: float32 [n_users], or None without biases.
+        item_bias: float32 [n_items], or None without biases.
+        global_mean: added to every prediction (0 unless explicit mode with biases).
+        history: one `EpochStats` per epoch trained.
+        item_counts: observed entries per item in the training matrix; only `fold_in` with the
+            "item_power" weighting needs it.
+    """
+
+    config: WALSConfig
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_bias: np.ndarray | None
+    item_bias: np.ndarray | None
+    global_mean: float
+    history: list[EpochStats] = field(default_factory=list)
+    item_counts: np.ndarray | None = None
+    # Y^T Y of the fold-in solve, computed on first use: treat a model as immutable.
+    _fold_in_cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_factors.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_factors.shape[0])
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predictions for (user, item) index pairs.
+
+        Args:
+            users: int [n] user indices.
+            items: int [n] item indices, paired with `users`.
+
+        Returns:
+            float32 [n]: global_mean + b_u + b_i + x_u . y_i (biases only when trained with them).
+
+        Raises:
+            DataError: the arrays differ in length or hold indices out of range.
+        """
+        users = _index_array("users", users, self.n_users)
+        items = _index_array("items", items, self.n_items)
+        if users.shape != items.shape:
+            raise DataError(
+                f"users and items must have the same length, got {users.size} and {items.size}"
+            )
+        predictions = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
+        if self.user_bias is not None:
+            predictions += self.user_bias[users]
+        if self.item_bias is not None:
+            predictions += self.item_bias[items]
+        return (predictions + np.float32(self.global_mean)).astype(np.float32, copy=False)
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Dense scores of every item for some users, for ranking (same formula as `predict`).
+
+        Args:
+            users: int [n] user indices.
+
+        Returns:
+            float32 [n, n_items].
+        """
+        users = _index_array("users", users, self.n_users)
+        scores = self.user_factors[users] @ self.item_factors.T
+        if self.item_bias is not None:
+            scores += self.item_bias[np.newaxis, :]
+        if self.user_bias is not None:
+            scores += self.user_bias[users, np.newaxis]
+        return (scores + np.float32(self.global_mean)).astype(np.float32, copy=False)
+
+    def fold_in(
+        self, items: np.ndarray, values: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float]:
+        """Factors of a new user from their observed items, without retraining.
+
+        This is exactly the user half-step of training (same weights, targets, regularization
+        and solver) against this model's item factors. Duplicate items are summed, as when the
+        training matrix is built.
+
+        Args:
+            items: int [n] item indices the user interacted with (may be empty).
+            values: float [n] ratings or counts; None means 1.0 each.
+
+        Returns:
+            (float32 [n_factors] factors, bias), the bias 0.0 for a model without biases.
+
+        Raises:
+            DataError: indices out of range, or values negative, non-finite or misshapen.
+        """
+        items = _index_array("items", items, self.n_items)
+        if values is None:
+            values = np.ones(items.shape, dtype=np.float64)
+        else:
+            values = np.asarray(values, dtype=np.float64).reshape(-1)
+            if values.shape != items.shape:
+                raise DataError(
+                    f"values must have one entry per item, got {values.size} values for "
+                    f"{items.size} items"
+                )
+        row = sp.csr_matrix(
+            (values, (np.zeros_like(items), items)), shape=(1, self.n_items), dtype=np.float64
+        )
+        row = _canonical_matrix(row, name="fold-in values")
+        config = self.config
+        if config.use_biases != (self.item_bias is not None):
+            raise DataError(
+                f"config.use_biases is {config.use_biases} but the model "
+                f"{'has no' if self.item_bias is None else 'has'} item biases"
+            )
+        if config.observed_weighting == "item_power" and self.item_counts is None:
+            raise DataError(
+                "fold_in with observed_weighting 'item_power' needs the model's item_counts "
+                "(observed entries per item in training); set WALSModel.item_counts"
+            )
+        extra, weighted_target = _entry_weights(
+            row.data, row.indices, self.item_counts, config, self.global_mean
+        )
+        row_reg = _row_regularization(np.diff(row.indptr), config)
+        dtype = tf.as_dtype(config.dtype)
+        if not self._fold_in_cache:
+            item_free = self.item_factors
+            if self.item_bias is not None:
+                item_free = np.concatenate([item_free, self.item_bias[:, np.newaxis]], axis=1)
+            design, offsets = _design_and_offsets(tf.constant(item_free, dtype), config.use_biases)
+            gram, offset_term = _unobserved_terms(design, offsets, config.unobserved_weight)
+            self._fold_in_cache.update(
+                design=design.numpy(),
+                offsets=offsets.numpy(),
+                gram=gram.numpy(),
+                offset_term=offset_term.numpy(),
+            )
+        cache = self._fold_in_cache
+        # Only the observed items' rows are passed (cheap for a large catalog): the training
+        # solve gathers exactly these rows from all items, so the arithmetic is the same.
+        observed = row.indices
+        design, offsets = cache["design"][observed], cache["offsets"][observed]
+        if observed.size == 0:  # a cold user: one zero-weight padding entry needs a row
+            design, offsets = np.zeros((1, design.shape[1])), np.zeros(1)
+        try:
+            solution = _cholesky_chunk_solver(dtype)(
+                tf.constant(design, dtype),
+                tf.constant(offsets, dtype),
+                tf.constant(cache["gram"], dtype),
+                tf.constant(cache["offset_term"], dtype),
+                tf.constant(_pad_to_one(np.arange(observed.size, dtype=np.int32))),
+                tf.constant(_pad_to_one(extra), dtype),
+                tf.constant(_pad_to_one(weighted_target), dtype),
+                tf.constant(row_reg, dtype),
+            )
+        except tf.errors.OpError as error:
+            raise _tensorflow_failure(error, "fold_in") from None
+        free = solution.numpy()[0].astype(np.float32)
+        if not np.all(np.isfinite(free)):
+            raise _not_finite("fold_in")
+        if config.use_biases:
+            return free[: config.n_factors], float(free[config.n_factors])
+        return free, 0.0
+
+
+def _pad_to_one(values: np.ndarray) -> np.ndarray:
+    """[n] -> [1, max(n, 1)], zero-padded: one padded row, as the chunk solver expects."""
+    padded = np.zeros((1, max(values.size, 1)), dtype=values.dtype)
+    padded[0, : values.size] = values
+    return padded
+
+
+def _index_array(name: str, values: Any, size: int) -> np.ndarray:
+    array = np.asarray(values)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise DataError(f"{name} must be integer indices, got dtype {array.dtype}")
+    array = array.astype(np.int64).reshape(-1)
+    if array.min() < 0 or array.max() >= size:
+        bad = array[(array < 0) | (array >= size)][0]
+        raise DataError(f"{name} index {bad} is out of range: valid indices are 0..{size - 1}")
+    return array
+
+
+# --------------------------------------------------------------------------------------------
+# Input checks and per-entry weights
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical_matrix(matrix: Any, *, name: str) -> sp.csr_matrix:
+    """A float64 CSR copy with sorted, summed duplicates and no stored zeros.
+
+    Stored zeros are dropped, so they count as unobserved, as everywhere else in scipy.
+    """
+    if not sp.issparse(matrix):
+        raise DataError(
+            f"{name} must be a 2-D scipy.sparse matrix (CSR) of users x items, "
+            f"got {type(matrix).__name__}"
+        )
+    if len(matrix.shape) != 2:
+        raise DataError(f"{name} must be 2-D (users x items), got shape {matrix.shape}")
+    csr = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    csr.sum_duplicates()
+    if not np.all(np.isfinite(csr.data)):
+        raise DataError(f"{name} holds non-finite values (NaN or infinity)")
+    if csr.data.size and csr.data.min() < 0:
+        raise DataError(
+            f"{name} holds negative values (smallest {csr.data.min():g}); WALS needs ratings or "
+            "counts >= 0"
+        )
+    csr.eliminate_zeros()
+    csr.sort_indices()
+    return csr
+
+
+def _entry_weights(
+    values: np.ndarray,
+    item_ids: np.ndarray,
+    item_counts: np.ndarray | None,
+    config: WALSConfig,
+    global_mean: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per observed entry: the extra confidence f(r) = c - unobserved_weight, and c * t.
+
+    Keeping f(r) rather than c avoids computing (unobserved_weight + f) - unobserved_weight.
+    """
+    alpha = config.alpha
+    if config.observed_weighting == "constant":
+        extra = np.full(values.shape, alpha, dtype=np.float64)
+    elif config.observed_weighting == "linear":
+        extra = alpha * values
+    elif config.observed_weighting == "log":
+        extra = alpha * np.log1p(values / config.epsilon)
+    else:  # item_power
+        counts = np.maximum(np.asarray(item_counts, dtype=np.float64)[item_ids], 1.0)
+        extra = alpha * counts ** (-config.item_weight_exponent)
+    return extra, (config.unobserved_weight + extra) * _targets(values, config, global_mean)
+
+
+def _targets(values: np.ndarray, config: WALSConfig, global_mean: float) -> np.ndarray:
+    """t per observed entry: 1 (implicit) or the rating minus the global mean (explicit)."""
+    if config.mode == "implicit":
+        return np.ones_like(values)
+    return values - global_mean
+
+
+def _row_regularization(lengths: np.ndarray, config: WALSConfig) -> np.ndarray:
+    """reg_u per row: regularization, times the row's entry count (at least 1) for "count"."""
+    if config.regularization_scaling == "count":
+        return config.regularization * np.maximum(lengths, 1).astype(np.float64)
+    return np.full(lengths.shape, config.regularization, dtype=np.float64)
+
+
+@dataclass
+class _Interactions:
+    """The training matrix prepared once: both orientations with per-entry weights."""
+
+    user_indptr: np.ndarray
+    user_items: np.ndarray  # column index of each entry, CSR (user-major) order
+    item_indptr: np.ndarray
+    item_users: np.ndarray  # row index of each entry, CSC (item-major) order
+    csr_to_csc: np.ndarray  # entry permutation: csc_array = csr_array[csr_to_csc]
+    extra: np.ndarray  # f(r) = c - unobserved_weight, CSR order
+    weighted_target: np.ndarray  # c * t, CSR order
+    targets: np.ndarray  # t, CSR order
+    item_counts: np.ndarray
+    global_mean: float
+
+
+def _prepare_interactions(matrix: sp.csr_matrix, config: WALSConfig) -> _Interactions:
+    n_users, n_items = matrix.shape
+    item_counts = np.bincount(matrix.indices, minlength=n_items)
+    global_mean = 0.0
+    if config.use_biases and config.mode == "explicit":
+        global_mean = float(matrix.data.mean())
+    extra, weighted_target = _entry_weights(
+        matrix.data, matrix.indices, item_counts, config, global_mean
+    )
+    # Transpose the entry positions rather than the values, so every per-entry array is
+    # reordered by the same permutation. Integer positions are exact in float64.
+    positions = sp.csr_matrix(
+        (np.arange(matrix.nnz, dtype=np.float64), matrix.indices, matrix.indptr),
+        shape=matrix.shape,
+    ).tocsc()
+    positions.sort_indices()
+    return _Interactions(
+        user_indptr=matrix.indptr.astype(np.int64),
+        user_items=matrix.indices.astype(np.int32),
+        item_indptr=positions.indptr.astype(np.int64),
+        item_users=positions.indices.astype(np.int32),
+        csr_to_csc=positions.data.astype(np.int64),
+        extra=extra,
+        weighted_target=weighted_target,
+        targets=_targets(matrix.data, config, global_mean),
+        item_counts=item_counts,
+        global_mean=global_mean,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The batched least-squares solve
+# --------------------------------------------------------------------------------------------
+
+
+def _design_and_offsets(free: tf.Tensor, use_biases: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    """Fixed side's design vectors q and prediction offsets o for the other side's solve.
+
+    `free` holds the solved part of each row: [factors] or [factors, bias]. With biases the
+    design is [factors, 1] (the 1 multiplies the solved row's bias) and the offset is the bias.
+    """
+    if not use_biases:
+        return free, tf.zeros(tf.shape(free)[:1], free.dtype)
+    ones = tf.ones_like(free[:, -1:])
+    return tf.concat([free[:, :-1], ones], axis=1), free[:, -1]
+
+
+def _unobserved_terms(
+    design: tf.Tensor, offsets: tf.Tensor, unobserved_weight: float
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """unobserved_weight * Q^T Q and unobserved_weight * Q^T o, shared by all rows of a side."""
+    gram = tf.matmul(design, design, transpose_a=True)
+    offset_term = tf.linalg.matvec(design, offsets, transpose_a=True)
+    return unobserved_weight * gram, unobserved_weight * offset_term
+
+
+def _normal_equations(
+    design: tf.Tensor,
+    offsets: tf.Tensor,
+    unobserved_gram: tf.Tensor,
+    unobserved_offset_term: tf.Tensor,
+    indices: tf.Tensor,
+    extra: tf.Tensor,
+    weighted_target: tf.Tensor,
+    row_regularization: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """A [rows, d, d] and b [rows, d] of a chunk; padded entries have extra = c*t = 0."""
+    observed = tf.gather(design, indices)  # [rows, max_len, d]
+    lhs = tf.matmul(observed * extra[..., tf.newaxis], observed, transpose_a=True)
+    dimension = tf.shape(design)[1]
+    identity = tf.eye(dimension, dtype=design.dtype)
+    lhs += unobserved_gram + row_regularization[:, tf.newaxis, tf.newaxis] * identity
+    # sum_obs (c t - (c - w0) o_j) q_j - w0 Q^T o; o = 0 without biases.
+    coefficients = weighted_target - extra * tf.gather(offsets, indices)
+    rhs = tf.linalg.matvec(observed, coefficients, transpose_a=True) - unobserved_offset_term
+    return lhs, rhs
+
+
+@functools.cache
+def _cholesky_chunk_solver(dtype: tf.DType) -> Callable[..., tf.Tensor]:
+    """The exact solve of a chunk of rows, traced once per dtype (every dimension dynamic).
+
+    A conjugate-gradient solver would be a sibling factory with the same arguments (plus the
+    previous solution as a warm start), multiplying by A without forming it.
+    """
+    matrix = tf.TensorSpec([None, None], dtype)
+    vector = tf.TensorSpec([None], dtype)
+
+    @tf.function(
+        input_signature=[
+            matrix,  # design [n_other, d]
+            vector,  # offsets [n_other]
+            matrix,  # unobserved_gram [d, d]
+            vector,  # unobserved_offset_term [d]
+            tf.TensorSpec([None, None], tf.int32),  # indices [rows, max_len]
+            matrix,  # extra [rows, max_len]
+            matrix,  # weighted_target [rows, max_len]
+            vector,  # row_regularization [rows]
+        ]
+    )
+    def solve(*arguments: tf.Tensor) -> tf.Tensor:
+        lhs, rhs = _normal_equations(*arguments)
+        cholesky = tf.linalg.cholesky(lhs)
+        return tf.linalg.cholesky_solve(cholesky, rhs[..., tf.newaxis])[..., 0]
+
+    return solve
+
+
+@dataclass
+class _SidePlan:
+    """The padded chunks of one side (users or items), built once before the first epoch."""
+
+    chunks: list[tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]]
+    # Solutions come out in chunk order; gathering with this puts them back in row order.
+    chunk_order_to_rows: tf.Tensor
+
+
+# Rows whose lengths differ by at most this factor (or by _LENGTH_SLACK) share a chunk, so a
+# chunk wastes at most ~25% of its elements on padding.
+_LENGTH_RATIO = 1.25
+_LENGTH_SLACK = 8
+
+
+def _chunk_rows(lengths: np.ndarray, dimension: int, max_chunk_elements: int) -> list[np.ndarray]:
+    """Group rows into chunks of similar length, each within the element budget."""
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    chunks = []
+    start = 0
+    while start < order.size:
+        shortest = int(sorted_lengths[start])
+        longest_allowed = max(int(shortest * _LENGTH_RATIO), shortest + _LENGTH_SLACK)
+        end = int(np.searchsorted(sorted_lengths, longest_allowed, side="right"))
+        longest = int(sorted_lengths[end - 1])
+        # A row costs max(length, d) elements: the gathered block and the A block of a chunk
+        # are rows * length * d and rows * d * d numbers.
+        max_rows = max(1, max_chunk_elements // max(longest, dimension, 1))
+        end = min(end, start + max_rows)
+        chunks.append(order[start:end])
+        start = end
+    return chunks
+
+
+def _plan_side(
+    indptr: np.ndarray,
+    other_indices: np.ndarray,
+    extra: np.ndarray,
+    weighted_target: np.ndarray,
+    row_regularization: np.ndarray,
+    dimension: int,
+    max_chunk_elements: int,
+    dtype: tf.DType,
+) -> _SidePlan:
+    lengths = np.diff(indptr)
+    row_chunks = _chunk_rows(lengths, dimension, max_chunk_elements)
+    chunks = []
+    for rows in row_chunks:
+        row_lengths = lengths[rows]
+        padded_length = max(int(row_lengths.max()), 1)
+        # Scatter each row's entries into its padded row: entry k of row r goes to
+        # [r, k - start_r]; padding keeps index 0 with zero weights, so it adds nothing.
+        chunk_row = np.repeat(np.arange(rows.size), row_lengths)
+        starts = np.repeat(indptr[rows], row_lengths)
+        position = np.arange(chunk_row.size) - np.repeat(
+            np.cumsum(row_lengths) - row_lengths, row_lengths
+        )
+        source = starts + position
+        padded_indices = np.zeros((rows.size, padded_length), dtype=np.int32)
+        padded_extra = np.zeros((rows.size, padded_length), dtype=np.float64)
+        padded_weighted_target = np.zeros((rows.size, padded_length), dtype=np.float64)
+        padded_indices[chunk_row, position] = other_indices[source]
+        padded_extra[chunk_row, position] = extra[source]
+        padded_weighted_target[chunk_row, position] = weighted_target[source]
+        chunks.append(
+            (
+                tf.constant(padded_indices),
+                tf.constant(padded_extra, dtype),
+                tf.constant(padded_weighted_target, dtype),
+                tf.constant(row_regularization[rows], dtype),
+            )
+        )
+    rows_in_chunk_order = np.concatenate(row_chunks)
+    return _SidePlan(chunks, tf.constant(np.argsort(rows_in_chunk_order).astype(np.int32)))
+
+
+def _solve_side(plan: _SidePlan, other_free: tf.Tensor, config: WALSConfig) -> tf.Tensor:
+    """Solve every row of one side with the other side's factors fixed: [n_rows, d]."""
+    design, offsets = _design_and_offsets(other_free, config.use_biases)
+    gram, offset_term = _unobserved_terms(design, offsets, config.unobserved_weight)
+    solve = _cholesky_chunk_solver(other_free.dtype)
+    solutions = [solve(design, offsets, gram, offset_term, *chunk) for chunk in plan.chunks]
+    return tf.gather(tf.concat(solutions, axis=0), plan.chunk_order_to_rows)
+
+
+# --------------------------------------------------------------------------------------------
+# The objective
+# --------------------------------------------------------------------------------------------
+
+
+def _augmented(free: np.ndarray, use_biases: bool, bias_first: bool) -> np.ndarray:
+    """[x_u, b_u, 1] for users (bias_first) and [y_i, 1, b_i] for items, in float64."""
+    free = free.astype(np.float64)
+    if not use_biases:
+        return free
+    ones = np.ones((free.shape[0], 1))
+    factors, bias = free[:, :-1], free[:, -1:]
+    return np.hstack([factors, bias, ones] if bias_first else [factors, ones, bias])
+
+
+def _objective(
+    user_free: np.ndarray,
+    item_free: np.ndarray,
+    data: _Interactions,
+    row_reg_users: np.ndarray,
+    row_reg_items: np.ndarray,
+    config: WALSConfig,
+    entry_users: np.ndarray,
+) -> float:
+    """The full training objective, exactly, in float64.
+
+    The sum of p^2 over all n_users * n_items entries is trace((X^T X)(Y^T Y)), from which the
+    observed entries' p^2 is subtracted.
+    """
+    users = _augmented(user_free, config.use_biases, bias_first=True)
+    items = _augmented(item_free, config.use_biases, bias_first=False)
+    all_squared = float(np.sum((users.T @ users) * (items.T @ items)))
+    observed_error = 0.0
+    observed_squared = 0.0
+    confidence = config.unobserved_weight + data.extra
+    block = max(config.max_chunk_elements, 1024)  # bounds the gathered [block, d] arrays
+    for start in range(0, entry_users.size, block):
+        stop = start + block
+        predictions = np.einsum(
+            "ij,ij->i", users[entry_users[start:stop]], items[data.user_items[start:stop]]
+        )
+        residuals = data.targets[start:stop] - predictions
+        observed_error += float(np.dot(confidence[start:stop], residuals * residuals))
+        observed_squared += float(np.dot(predictions, predictions))
+    penalty = float(np.dot(row_reg_users, np.sum(user_free.astype(np.float64) ** 2, axis=1)))
+    penalty += float(np.dot(row_reg_items, np.sum(item_free.astype(np.float64) ** 2, axis=1)))
+    return observed_error + config.unobserved_weight * (all_squared - observed_squared) + penalty
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def train_wals(
+    matrix: sp.csr_matrix,
+    config: WALSConfig,
+    *,
+    progress: bool = False,
+    callback: Callable[[int, WALSModel], bool | None] | None = None,
+    log: logging.Logger | None = None,
+) -> WALSModel:
+    """Train WALS on a users x items matrix.
+
+    Each epoch solves all users with the items fixed, then all items with the users fixed, and
+    records the full objective (which never increases).
+
+    Args:
+        matrix: scipy.sparse [n_users, n_items] of ratings or counts >= 0 (1.0 for implicit data
+            without ratings); stored zeros count as unobserved, duplicates are summed.
+        config: the hyperparameters.
+        progress: show a tqdm bar over epochs with the loss.
+        callback: called as callback(epoch, model_so_far) after each epoch (epochs count from
+            1); returning True stops training after that epoch.
+        log: logger for the per-epoch loss (INFO); defaults to this module's.
+
+    Returns:
+        The trained model; `history` holds one `EpochStats` per epoch run.
+
+    Raises:
+        ConfigError: an invalid config value.
+        DataError: the matrix is not 2-D sparse, is empty, or holds negative or non-finite values.
+        WalsrecError: the solve failed numerically or ran out of memory.
+    """
+    log = log or logger
+    if not isinstance(config, WALSConfig):
+        raise ConfigError(f"config must be a WALSConfig, got {type(config).__name__}")
+    config.validate()
+    matrix = _canonical_matrix(matrix, name="training matrix")
+    n_users, n_items = matrix.shape
+    if n_users == 0 or n_items == 0 or matrix.nnz == 0:
+        raise DataError(
+            f"training matrix has no observed entries (shape {n_users} x {n_items}, "
+            f"{matrix.nnz} non-zero values)"
+        )
+    data = _prepare_interactions(matrix, config)
+    dtype = tf.as_dtype(config.dtype)
+    dimension = config.n_factors + (1 if config.use_biases else 0)
+    row_reg_users = _row_regularization(np.diff(data.user_indptr), config)
+    row_reg_items = _row_regularization(np.diff(data.item_indptr), config)
+
+    rng = np.random.default_rng(config.seed)
+    scale = config.init_scale / math.sqrt(config.n_factors)
+    user_init = rng.normal(0.0, scale, size=(n_users, config.n_factors))
+    item_init = rng.normal(0.0, scale, size=(n_items, config.n_factors))
+    if config.use_biases:  # biases start at 0
+        user_init = np.hstack([user_init, np.zeros((n_users, 1))])
+        item_init = np.hstack([item_init, np.zeros((n_items, 1))])
+
+    try:
+        user_plan = _plan_side(
+            data.user_indptr,
+            data.user_items,
+            data.extra,
+            data.weighted_target,
+            row_reg_users,
+            dimension,
+            config.max_chunk_elements,
+            dtype,
+        )
+        item_plan = _plan_side(
+            data.item_indptr,
+            data.item_users,
+            data.extra[data.csr_to_csc],
+            data.weighted_target[data.csr_to_csc],
+            row_reg_items,
+            dimension,
+            config.max_chunk_elements,
+            dtype,
+        )
+        user_free = tf.constant(user_init, dtype)
+        item_free = tf.constant(item_init, dtype)
+    except tf.errors.OpError as error:
+        raise _tensorflow_failure(error, "preparing the training data") from None
+    entry_users = np.repeat(np.arange(n_users, dtype=np.int32), np.diff(data.user_indptr))
+
+    log.info(
+        "WALS: %d users x %d items, %d entries, %d factors, %s mode, %d epochs",
+        n_users,
+        n_items,
+        matrix.nnz,
+        config.n_factors,
+        config.mode,
+        config.epochs,
+    )
+    history: list[EpochStats] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.epochs, desc="WALS", unit="epoch")
+    try:
+        for epoch in range(1, config.epochs + 1):
+            started = time.perf_counter()
+            try:
+                user_free = _solve_side(user_plan, item_free, config)
+                item_free = _solve_side(item_plan, user_free, config)
+                user_values, item_values = user_free.numpy(), item_free.numpy()
+            except tf.errors.OpError as error:
+                raise _tensorflow_failure(error, f"epoch {epoch}") from None
+            loss = _objective(
+                user_values, item_values, data, row_reg_users, row_reg_items, config, entry_users
+            )
+            if not math.isfinite(loss):
+                raise _not_finite(f"epoch {epoch}")
+            seconds = time.perf_counter() - started
+            history.append(EpochStats(epoch=epoch, loss=loss, seconds=seconds))
+            log.info("WALS epoch %d/%d: loss %.6g (%.3f s)", epoch, config.epochs, loss, seconds)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.5g}")
+            if callback is not None:
+                snapshot = _to_model(user_values, item_values, data, config, list(history))
+                stop = callback(epoch, snapshot)
+                if isinstance(stop, bool | np.bool_) and stop:
+                    log.info("WALS stopped by the callback after epoch %d", epoch)
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    return _to_model(user_free.numpy(), item_free.numpy(), data, config, history)
+
+
+def _to_model(
+    user_free: np.ndarray,
+    item_free: np.ndarray,
+    data: _Interactions,
+    config: WALSConfig,
+    history: list[EpochStats],
+) -> WALSModel:
+    n_factors = config.n_factors
+    user_bias = item_bias = None
+    if config.use_biases:
+        user_bias = user_free[:, n_factors].astype(np.float32)
+        item_bias = item_free[:, n_factors].astype(np.float32)
+    return WALSModel(
+        config=dataclasses.replace(config),
+        user_factors=np.ascontiguousarray(user_free[:, :n_factors], dtype=np.float32),
+        item_factors=np.ascontiguousarray(item_free[:, :n_factors], dtype=np.float32),
+        user_bias=user_bias,
+        item_bias=item_bias,
+        global_mean=data.global_mean,
+        history=history,
+        item_counts=data.item_counts.copy(),
+    )
+
+
+def _not_finite(stage: str) -> WalsrecError:
+    # On CPU a failed Cholesky factorization does not raise: it fills the factor with NaN.
+    return WalsrecError(
+        f"WALS produced non-finite factors during {stage}: a least-squares system was not "
+        "numerically positive definite (ratings too large for the dtype?); try dtype float64 "
+        "or a larger regularization"
+    )
+
+
+def _tensorflow_failure(error: tf.errors.OpError, stage: str) -> WalsrecError:
+    """One clear message instead of a TensorFlow stack trace (kept in the debug log)."""
+    logger.debug("TensorFlow error during %s", stage, exc_info=error)
+    if isinstance(error, tf.errors.ResourceExhaustedError):
+        return WalsrecError(
+            f"WALS ran out of memory during {stage}; lower max_chunk_elements or n_factors"
+        )
+    # The message is a trace of graph nodes around the actual error line: keep that line only.
+    lines = [
+        line.strip()
+        for line in (error.message or "").splitlines()
+        if line.strip()
+        and not line[0].isspace()
+        and not line.startswith(("Graph execution error", "Detected at node"))
+    ]
+    return WalsrecError(
+        f"WALS failed in TensorFlow during {stage}: {lines[-1] if lines else error}"
+    )
+
+
+def configure_threads(intra_op: int | None = None, inter_op: int | None = None) -> None:
+    """Set TensorFlow's thread pools; call it before TensorFlow runs any op.
+
+    Args:
+        intra_op: threads inside one op (matmul, Cholesky); 0 lets TensorFlow choose; None keeps
+            the current setting.
+        inter_op: ops run in parallel; same conventions.
+
+    Raises:
+        ConfigError: a value is not None or an integer >= 0.
+    """
+    for key, value in (("intra_op", intra_op), ("inter_op", inter_op)):
+        if value is not None:
+            _check_int(key, value, minimum=0)
+    try:
+        if intra_op is not None:
+            tf.config.threading.set_intra_op_parallelism_threads(int(intra_op))
+        if inter_op is not None:
+            tf.config.threading.set_inter_op_parallelism_threads(int(inter_op))
+    except RuntimeError:
+        logger.warning(
+            "TensorFlow has already started, so its thread settings (intra_op=%s, inter_op=%s) "
+            "are unchanged; call configure_threads before training",
+            intra_op,
+            inter_op,
+        )
