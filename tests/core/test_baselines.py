@@ -1,0 +1,73 @@
+"""PopularityModel: counts, scores, and its use with recommend and evaluate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from walsrec.baselines import PopularityModel
+from walsrec.errors import DataError
+from walsrec.metrics import evaluate
+from walsrec.topk import recommend
+
+# 3 users, 5 items; values are ratings and must not matter for the counts.
+TRAIN = scipy.sparse.csr_matrix(
+    np.array(
+        [
+            [5.0, 1.0, 0.0, 0.0, 2.0],
+            [4.0, 0.0, 0.0, 3.0, 0.0],
+            [1.0, 2.0, 0.0, 0.0, 0.0],
+        ]
+    )
+)
+
+
+def test_fit_counts_interactions_per_item():
+    model = PopularityModel.fit(TRAIN)
+    # item 0: users 0, 1, 2; item 1: users 0, 2; item 2: none; item 3: user 1; item 4: user 0
+    np.testing.assert_array_equal(model.item_counts, [3.0, 2.0, 0.0, 1.0, 1.0])
+    assert model.item_counts.dtype == np.float64
+    assert model.n_items == 5
+
+
+def test_fit_ignores_explicit_zeros_and_counts_duplicates_once():
+    # (0, 1) stored twice, (1, 2) stored as an explicit zero.
+    train = scipy.sparse.csr_matrix(
+        (np.array([1.0, 1.0, 0.0]), np.array([1, 1, 2]), np.array([0, 2, 3])), shape=(2, 3)
+    )
+    np.testing.assert_array_equal(PopularityModel.fit(train).item_counts, [0.0, 1.0, 0.0])
+
+
+def test_score_users_broadcasts_the_counts():
+    model = PopularityModel.fit(TRAIN)
+    scores = model.score_users(np.array([2, 0, 7]))  # 7: unseen users get the same scores
+    assert scores.shape == (3, 5)
+    assert scores.dtype == np.float32
+    np.testing.assert_array_equal(scores, np.tile([3.0, 2.0, 0.0, 1.0, 1.0], (3, 1)))
+    with pytest.raises(DataError):
+        model.score_users(np.zeros((2, 2), dtype=np.int64))
+    with pytest.raises(DataError):
+        PopularityModel.fit(TRAIN.toarray())
+
+
+def test_recommends_most_popular_unseen_items():
+    model = PopularityModel.fit(TRAIN)
+    items, scores = recommend(model.score_users, np.arange(3), 2, exclude=TRAIN)
+    # counts [3, 2, 0, 1, 1]; ties between items 3 and 4 go to item 3.
+    # user 0 saw 0, 1, 4 -> [3, 2]; user 1 saw 0, 3 -> [1, 4]; user 2 saw 0, 1 -> [3, 4]
+    np.testing.assert_array_equal(items, [[3, 2], [1, 4], [3, 4]])
+    np.testing.assert_array_equal(scores, [[1, 0], [2, 1], [1, 1]])
+
+
+def test_evaluate_popularity():
+    model = PopularityModel.fit(TRAIN)
+    test = scipy.sparse.csr_matrix(
+        np.array([[0, 0, 0, 4.0, 0], [0, 0, 0, 0, 0], [0, 0, 3.0, 0, 0]])
+    )
+    result = evaluate(model.score_users, TRAIN, test, k=1)
+    # top-1: user 0 -> item 3 (hit), user 2 -> item 3 (miss; relevant 2); user 1 has no test item
+    assert result["n_users_evaluated"] == 2
+    assert result["precision@1"] == pytest.approx(1 / 2)
+    assert result["hit_rate@1"] == pytest.approx(1 / 2)
+    assert result["coverage@1"] == pytest.approx(1 / 5)
