@@ -1,0 +1,86 @@
+"""Validated interactions as Parquet plus a JSON sidecar (flags, titles, validation report)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+from zenml.enums import ArtifactType, VisualizationType
+from zenml.materializers.base_materializer import BaseMaterializer
+
+from materializers.directory import download_folder, upload_folder
+from walsrec.data import Interactions, RejectedRow, ValidationReport
+
+FORMAT_VERSION = 1
+
+
+def save_interactions(data: Interactions, directory: Path) -> None:
+    """Write interactions as `interactions.parquet` and `metadata.json`."""
+    data.frame.to_parquet(directory / "interactions.parquet", index=False)
+    metadata = {
+        "format_version": FORMAT_VERSION,
+        "has_ratings": data.has_ratings,
+        "has_timestamps": data.has_timestamps,
+        "source": data.source,
+        "item_titles": data.item_titles,
+        "report": data.report.to_dict(),
+    }
+    (directory / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+
+
+def load_interactions_folder(directory: Path) -> Interactions:
+    """Read what `save_interactions` wrote."""
+    metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"unsupported interactions format {metadata.get('format_version')}")
+    report = dict(metadata["report"])
+    fields = {f.name for f in dataclasses.fields(ValidationReport)}
+    report = {key: value for key, value in report.items() if key in fields}
+    report["examples"] = [RejectedRow(**row) for row in report.get("examples", [])]
+    return Interactions(
+        frame=pd.read_parquet(directory / "interactions.parquet"),
+        has_ratings=metadata["has_ratings"],
+        has_timestamps=metadata["has_timestamps"],
+        item_titles=metadata["item_titles"],
+        report=ValidationReport(**report),
+        source=metadata["source"],
+    )
+
+
+class InteractionsMaterializer(BaseMaterializer):
+    """Stores `Interactions`; the validation report is shown as the artifact's visualization."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (Interactions,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
+
+    def save(self, data: Interactions) -> None:
+        upload_folder(
+            self.artifact_store,
+            lambda folder: save_interactions(data, folder),
+            os.path.join(self.uri, "interactions"),
+        )
+
+    def load(self, data_type: type[Any]) -> Interactions:
+        return download_folder(
+            self.artifact_store, load_interactions_folder, os.path.join(self.uri, "interactions")
+        )
+
+    def save_visualizations(self, data: Interactions) -> dict[str, VisualizationType]:
+        path = os.path.join(self.uri, "validation_report.md")
+        with self.artifact_store.open(path, "w") as handle:
+            handle.write("# Validation report\n\n```\n" + data.report.summary() + "\n```\n")
+        return {path: VisualizationType.MARKDOWN}
+
+    def extract_metadata(self, data: Interactions) -> dict[str, Any]:
+        report = data.report
+        return {
+            "source": data.source,
+            "rows_read": report.rows_read,
+            "rows_kept": report.rows_kept,
+            "rows_rejected": sum(report.rejected.values()),
+            "duplicates_dropped": report.duplicates_dropped,
+        }

@@ -1,0 +1,50 @@
+"""Training: load -> validate -> split -> train -> evaluate -> register (and promote)."""
+
+from __future__ import annotations
+
+from zenml import pipeline
+
+from steps import (
+    data_loader,
+    data_splitter,
+    model_evaluator,
+    model_promoter,
+    model_trainer,
+    recommendation_writer,
+)
+
+
+@pipeline
+def training_pipeline(
+    data: dict,
+    preprocess: dict,
+    split: dict,
+    wals: dict,
+    evaluation: dict,
+    promotion: dict,
+    output: dict,
+) -> None:
+    """Train and evaluate a WALS recommender; each run is a new version of the configured model.
+
+    Args:
+        data: where the interactions come from and how to read them (`source`, `test_path`,
+            `format`, `columns`, `header`, `strict`, `rating_min`, `rating_max`).
+        preprocess: minimum interactions per user and item.
+        split: how the test (and validation) part is made.
+        wals: the WALS hyperparameters.
+        evaluation: ranking cut-off `k` and learning-curve options.
+        promotion: the metric that decides promotion to production.
+        output: optional `topk_path` to write every user's top-k after training.
+    """
+    interactions = data_loader(source=data["source"], data=data, id="data_loader")
+    test_interactions = None
+    if data.get("test_path"):
+        test_interactions = data_loader(source=data["test_path"], data=data, id="test_data_loader")
+    dataset = data_splitter(
+        interactions, split=split, preprocess=preprocess, test_interactions=test_interactions
+    )
+    model = model_trainer(dataset, wals=wals, evaluation=evaluation)
+    evaluation_result = model_evaluator(model, dataset, evaluation=evaluation)[0]
+    model_promoter(evaluation_result, promotion=promotion)
+    if output.get("topk_path"):
+        recommendation_writer(model, output=output)

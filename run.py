@@ -1,0 +1,265 @@
+"""Command line: choose a pipeline, a config and data; everything else lives in configs/*.yaml.
+
+python run.py                      # train on MovieLens 100K with configs/train.yaml
+python run.py --data PATH          # train on a local copy or your own interactions file
+python run.py batch --topk-output recs.csv
+python run.py --help
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import click  # noqa: E402
+import yaml  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+CONFIGS = PROJECT_ROOT / "configs"
+DEFAULT_CONFIGS = {"train": CONFIGS / "train.yaml", "batch": CONFIGS / "batch_inference.yaml"}
+
+
+class UserError(click.ClickException):
+    """An error shown as one clear line, without a stack trace."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def load_config(path: Path) -> dict:
+    """Read a pipeline config (ZenML run-config YAML)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle) or {}
+    except FileNotFoundError as exc:
+        raise UserError(f"config file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise UserError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(config.get("parameters"), dict):
+        raise UserError(f"config file {path}: needs a `parameters:` mapping")
+    return config
+
+
+def _path(value: str | None) -> str | None:
+    """Absolute path for a local file or folder; other sources (ml-100k, s3://...) as given."""
+    if value is None:
+        return None
+    if "://" in value or not Path(value).expanduser().exists():
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def _output_path(value: str | None) -> str | None:
+    if value is None or "://" in value:
+        return value
+    path = Path(value).expanduser().resolve()
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {value}: folder {path.parent} does not exist")
+    return str(path)
+
+
+def apply_overrides(config: dict, options: dict) -> dict:
+    """The config with the command-line options written into its `parameters:`."""
+    config = copy.deepcopy(config)
+    params = config["parameters"]
+    data = params.setdefault("data", {})
+    output = params.setdefault("output", {})
+    if options.get("data"):
+        data["source"] = _path(options["data"])
+    if options.get("test_data"):
+        data["test_path"] = _path(options["test_data"])
+        params.setdefault("split", {})["method"] = "file"
+    if options.get("topk_output"):
+        output["topk_path"] = _output_path(options["topk_output"])
+    if options.get("predictions_output"):
+        output["predictions_path"] = _output_path(options["predictions_output"])
+    if options.get("users"):
+        output["users_path"] = _path(options["users"])
+    if options.get("pairs"):
+        output["pairs_path"] = _path(options["pairs"])
+    if options.get("k"):
+        output["k"] = options["k"]
+    if options.get("model_version"):
+        params["version"] = options["model_version"]
+    if options.get("no_cache"):
+        config["enable_cache"] = False
+    return config
+
+
+class _UserErrorsWithoutTraceback(logging.Filter):
+    """Our errors already say what is wrong and where: log them without a stack trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from walsrec.errors import WalsrecError
+
+        if record.exc_info and isinstance(record.exc_info[1], WalsrecError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_user_error_tracebacks() -> None:
+    log_filter = _UserErrorsWithoutTraceback()
+    for name in (None, "zenml"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _UserErrorsWithoutTraceback) for f in handler.filters):
+                handler.addFilter(log_filter)
+
+
+def run_pipeline(pipeline_obj: Any, config: dict) -> Any:
+    """Run `pipeline_obj` with `config` as its ZenML run configuration."""
+    from walsrec.errors import WalsrecError
+
+    _quiet_user_error_tracebacks()
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(config, handle, sort_keys=False)
+        config_path = handle.name
+    try:
+        return pipeline_obj.with_options(config_path=config_path)()
+    except WalsrecError as exc:
+        raise UserError(str(exc)) from exc
+    except RuntimeError as exc:
+        # ZenML wraps a failed step; show the step's own message when it is one of ours.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, WalsrecError):
+            raise UserError(str(cause)) from exc
+        raise
+    finally:
+        os.unlink(config_path)
+
+
+def report_training(run: Any) -> None:
+    """Print the model version, its metrics, the promotion decision and where artifacts are."""
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run.id)
+    evaluation = run.steps["model_evaluator"].outputs["metrics"][0].load()
+    promoted = run.steps["model_promoter"].outputs["promoted"][0].load()
+    recommender = run.steps["model_trainer"].outputs["recommender"][0]
+    model_version = run.model_version
+    from walsrec.reports import metrics_table_markdown
+
+    click.echo("")
+    click.echo(f"Pipeline run:   {run.name} ({run.status})")
+    if model_version is not None:
+        stage = "production" if promoted else (model_version.stage or "none")
+        click.echo(
+            f"Model version:  {model_version.model.name} version {model_version.number} "
+            f"(stage: {stage})"
+        )
+        promotion = model_version.run_metadata.get("promotion", {})
+        if promotion:
+            click.echo(f"Promotion:      {promotion.get('reason')}")
+    click.echo(f"Model files:    {recommender.uri}")
+    click.echo(f"Metrics (k={evaluation.get('k')}), also on the model version's metadata:")
+    click.echo(metrics_table_markdown(evaluation.get("metrics") or {}))
+    output_step = run.steps.get("recommendation_writer")
+    if output_step is not None:
+        path = output_step.config.parameters.get("output", {}).get("topk_path")
+        click.echo(f"Top-k written:  {path}")
+
+
+def _common_options(func: Any) -> Any:
+    options = [
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False),
+            help="Pipeline config YAML (default: configs/<pipeline>.yaml).",
+        ),
+        click.option("--no-cache", is_flag=True, help="Run every step even if cached."),
+        click.option("-v", "--verbose", is_flag=True, help="Show debug logging."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _train_options(func: Any) -> Any:
+    options = [
+        click.option(
+            "--data",
+            help="Interactions: ml-100k, ml-1m, ml-20m, ml-latest-small "
+            "(downloaded and cached), a local MovieLens folder, or a CSV/TSV/Parquet "
+            "file. Overrides data.source in the config.",
+        ),
+        click.option(
+            "--test-data",
+            help="A test file in the same layout as --data: train on "
+            "--data, evaluate on this (sets split.method to file).",
+        ),
+        click.option(
+            "--topk-output",
+            help="After training, write every user's top-k to this "
+            "CSV or Parquet file (user_id,item_id,score,rank).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _train(options: dict) -> None:
+    from pipelines import training_pipeline
+
+    path = Path(options.get("config_path") or DEFAULT_CONFIGS["train"])
+    config = apply_overrides(load_config(path), options)
+    run = run_pipeline(training_pipeline, config)
+    report_training(run)
+
+
+@click.group(invoke_without_command=True, help=__doc__)
+@_common_options
+@_train_options
+@click.pass_context
+def cli(ctx: click.Context, **options: Any) -> None:
+    """Train by default; subcommands choose another pipeline."""
+    # ZenML's handler on the root logger prints our loggers' records; only set their level.
+    level = logging.DEBUG if options["verbose"] else logging.INFO
+    for name in ("walsrec", "steps", "pipelines"):
+        logging.getLogger(name).setLevel(level)
+    if ctx.invoked_subcommand is None:
+        _train(options)
+
+
+@cli.command(help="Train, evaluate and register a model (the default).")
+@_common_options
+@_train_options
+def train(**options: Any) -> None:
+    _train(options)
+
+
+@cli.command(
+    help="Top-k for every user (or --users) and scores for --pairs, from a model "
+    "version (production by default)."
+)
+@_common_options
+@click.option("--model-version", help="production (default), staging, latest or a number.")
+@click.option("--users", help="File of user ids (one per line, or a CSV with user_id).")
+@click.option("--pairs", help="File of (user, item) pairs to score, read like --data.")
+@click.option("--topk-output", help="Where to write top-k (CSV or Parquet).")
+@click.option("--predictions-output", help="Where to write pair scores (CSV or Parquet).")
+@click.option("-k", type=click.IntRange(min=1), help="Items per user (default from config).")
+def batch(**options: Any) -> None:
+    from pipelines import batch_inference_pipeline
+
+    path = Path(options.get("config_path") or DEFAULT_CONFIGS["batch"])
+    config = apply_overrides(load_config(path), options)
+    run = run_pipeline(batch_inference_pipeline, config)
+    click.echo(f"Pipeline run {run.name}: {run.status}")
+    output = config["parameters"]["output"]
+    for key in ("topk_path", "predictions_path"):
+        if output.get(key):
+            click.echo(f"wrote {output[key]}")
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

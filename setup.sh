@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create the virtual environment in .venv and install the pinned requirements. Idempotent: a
+# second run only checks that everything is installed.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    echo "error: walsrec needs Python 3.11; set PYTHON=/path/to/python3.11" >&2
+    exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt

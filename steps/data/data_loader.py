@@ -1,0 +1,48 @@
+"""Load and validate interactions: a MovieLens name, a folder or a CSV/TSV/Parquet file."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from zenml import log_metadata, step
+
+from walsrec.data import ColumnSpec, Interactions, ValidationOptions, load_source
+
+logger = logging.getLogger(__name__)
+
+
+def loader_options(data: dict) -> dict:
+    """The keyword arguments of `load_source` from the `data:` section of a config."""
+    columns = data.get("columns") or {}
+    return {
+        "fmt": data.get("format", "auto"),
+        "columns": ColumnSpec(**columns),
+        "header": data.get("header"),
+        "options": ValidationOptions(
+            strict=bool(data.get("strict", False)),
+            rating_min=data.get("rating_min"),
+            rating_max=data.get("rating_max"),
+        ),
+        "cache_dir": data.get("cache_dir"),
+        "download": bool(data.get("download", True)),
+    }
+
+
+@step(enable_cache=False)  # the file behind a path can change between runs: always read it
+def data_loader(source: str, data: dict) -> Annotated[Interactions, "interactions"]:
+    """Read `source` and validate every row.
+
+    Args:
+        source: a MovieLens variant (ml-100k, ml-1m, ml-20m, ml-latest-small), a folder holding
+            one, or an interactions file.
+        data: the `data:` section of the config (format, columns, header, strict, ranges).
+
+    Returns:
+        The validated interactions with the report of what was rejected.
+    """
+    interactions = load_source(source, **loader_options(data))
+    report = interactions.report
+    logger.info("%s", report.summary())
+    log_metadata(metadata={"validation": report.to_dict()}, infer_artifact=True)
+    return interactions

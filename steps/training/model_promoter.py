@@ -1,0 +1,81 @@
+"""Promote the new model version to production when it earns it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from zenml import get_step_context, log_metadata, step
+from zenml.client import Client
+from zenml.enums import ModelStages
+
+logger = logging.getLogger(__name__)
+
+LOWER_IS_BETTER = ("rmse", "mae")
+
+
+def is_better(candidate: float, incumbent: float, metric: str, min_improvement: float) -> bool:
+    """Whether `candidate` beats `incumbent` on `metric` by at least `min_improvement`."""
+    if metric.split("@")[0] in LOWER_IS_BETTER:
+        return candidate < incumbent - min_improvement
+    return candidate > incumbent + min_improvement
+
+
+def decide_promotion(
+    evaluation: dict, production: dict | None, metric: str, min_improvement: float = 0.0
+) -> tuple[bool, str]:
+    """Decide from this run's evaluation and the production version's logged metadata.
+
+    The candidate must beat popularity on `metric` (for ranking metrics) and the current
+    production version. A production version evaluated on another test set (a different
+    fingerprint) can't be compared: the candidate trained on the newer data wins if it beats
+    popularity, and the reason says so.
+
+    Returns:
+        (promote, reason), the reason written for humans.
+    """
+    metrics = evaluation.get("metrics") or {}
+    ours = metrics.get("wals", {}).get(metric)
+    if ours is None:
+        available = sorted(metrics.get("wals", {}))
+        return False, f"metric {metric!r} was not computed (available: {available})"
+    baseline = metrics.get("popularity", {}).get(metric)
+    if baseline is not None and not is_better(ours, baseline, metric, 0.0):
+        return False, f"{metric} {ours:.4f} does not beat popularity ({baseline:.4f})"
+    if production is None:
+        return True, f"{metric} {ours:.4f} beats popularity; no production version yet"
+    incumbent = (production.get("metrics") or {}).get("wals", {}).get(metric)
+    if incumbent is None:
+        return True, f"{metric} {ours:.4f}; production version has no {metric} to compare"
+    if production.get("test_fingerprint") != evaluation.get("test_fingerprint"):
+        return True, (
+            f"{metric} {ours:.4f} beats popularity; production was evaluated on another test "
+            "set, so the model trained on the newer data is promoted"
+        )
+    if is_better(ours, incumbent, metric, min_improvement):
+        return True, f"{metric} {ours:.4f} beats production ({incumbent:.4f})"
+    return False, f"{metric} {ours:.4f} does not beat production ({incumbent:.4f})"
+
+
+@step(enable_cache=False)  # depends on the registry's current production version
+def model_promoter(evaluation: dict, promotion: dict) -> Annotated[bool, "promoted"]:
+    """Set this run's model version to production if it beats popularity and production."""
+    metric = promotion.get("metric", "ndcg@10")
+    model = get_step_context().model
+    production = None
+    try:
+        current = Client().get_model_version(model.name, ModelStages.PRODUCTION)
+        if str(current.id) != str(model.id):
+            production = current.run_metadata
+    except KeyError:
+        production = None
+    promote, reason = decide_promotion(
+        evaluation, production, metric, float(promotion.get("min_improvement", 0.0))
+    )
+    if promote:
+        model.set_stage(ModelStages.PRODUCTION, force=True)
+    logger.info(
+        "%s model version %s: %s", "Promoted" if promote else "Not promoting", model.version, reason
+    )
+    log_metadata(metadata={"promotion": {"promoted": promote, "reason": reason}}, infer_model=True)
+    return promote

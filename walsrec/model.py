@@ -1,0 +1,199 @@
+"""The trained recommender as one object, and its plain-file format.
+
+A `RecommenderModel` bundles what serving and batch inference need: the WALS factors, the id
+vocabularies, the interactions each user has already seen (so they can be excluded), item
+popularity (the fallback for unknown users), item titles and the training metadata.
+
+On disk it is a folder of plain files, never a pickle (a pickled model is code execution for
+whoever can write the artifact store):
+
+    metadata.json          format_version, WALS config, global mean, history, metrics, sizes
+    user_factors.npy       float32 [n_users, n_factors]
+    item_factors.npy       float32 [n_items, n_factors]
+    user_bias.npy          float32 [n_users]   (only with biases)
+    item_bias.npy          float32 [n_items]   (only with biases)
+    item_popularity.npy    float64 [n_items]   interactions per item in training
+    seen_indptr.npy, seen_indices.npy, seen_data.npy   CSR of the training interactions
+    user_ids.json, item_ids.json, item_titles.json
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from walsrec.errors import DataError
+
+FORMAT_VERSION = 1
+FORMAT_NAME = "walsrec-model"
+
+
+@dataclass
+class RecommenderModel:
+    """A trained WALS recommender with its vocabularies.
+
+    Attributes:
+        user_factors: float32 [n_users, n_factors].
+        item_factors: float32 [n_items, n_factors].
+        user_bias: float32 [n_users] or None when trained without biases.
+        item_bias: float32 [n_items] or None.
+        global_mean: added to every prediction (0 without biases).
+        user_ids: index -> original user id (str).
+        item_ids: index -> original item id (str).
+        seen: CSR [n_users, n_items] of the training interactions (excluded when recommending).
+        item_popularity: interactions per item in training (the fallback ranking).
+        item_titles: original item id -> title, where the data had metadata.
+        config: the WALS configuration it was trained with.
+        metadata: free JSON-able metadata: history, metrics, trained_at, dataset stats.
+    """
+
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_bias: np.ndarray | None
+    item_bias: np.ndarray | None
+    global_mean: float
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    seen: sp.csr_matrix
+    item_popularity: np.ndarray
+    item_titles: dict[str, str] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_factors.shape[0])
+
+    @property
+    def n_items(self) -> int:
+        return int(self.item_factors.shape[0])
+
+    @property
+    def n_factors(self) -> int:
+        return int(self.user_factors.shape[1])
+
+    def user_index(self) -> dict[str, int]:
+        """Original user id -> row index."""
+        return {str(user): index for index, user in enumerate(self.user_ids)}
+
+    def item_index(self) -> dict[str, int]:
+        """Original item id -> column index."""
+        return {str(item): index for index, item in enumerate(self.item_ids)}
+
+    def score_users(self, users: np.ndarray) -> np.ndarray:
+        """Dense scores [len(users), n_items] for ranking: x_u . y_i (+ biases)."""
+        users = np.asarray(users, dtype=np.int64)
+        scores = self.user_factors[users] @ self.item_factors.T
+        if self.item_bias is not None:
+            scores += self.item_bias[np.newaxis, :]
+        if self.user_bias is not None:
+            scores += self.user_bias[users, np.newaxis]
+        return scores + np.float32(self.global_mean)
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Predictions for (user, item) index pairs: global mean + biases + x_u . y_i."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        predictions = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
+        if self.user_bias is not None:
+            predictions = predictions + self.user_bias[users]
+        if self.item_bias is not None:
+            predictions = predictions + self.item_bias[items]
+        return predictions + np.float32(self.global_mean)
+
+    def save(self, directory: str | Path) -> None:
+        """Write the model as plain files into `directory` (created if needed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "user_factors": np.ascontiguousarray(self.user_factors, dtype=np.float32),
+            "item_factors": np.ascontiguousarray(self.item_factors, dtype=np.float32),
+            "item_popularity": np.asarray(self.item_popularity, dtype=np.float64),
+            "seen_indptr": self.seen.indptr.astype(np.int64),
+            "seen_indices": self.seen.indices.astype(np.int32),
+            "seen_data": self.seen.data.astype(np.float32),
+        }
+        if self.user_bias is not None:
+            arrays["user_bias"] = np.asarray(self.user_bias, dtype=np.float32)
+        if self.item_bias is not None:
+            arrays["item_bias"] = np.asarray(self.item_bias, dtype=np.float32)
+        for name, array in arrays.items():
+            np.save(directory / f"{name}.npy", array, allow_pickle=False)
+        _write_json(directory / "user_ids.json", [str(u) for u in self.user_ids])
+        _write_json(directory / "item_ids.json", [str(i) for i in self.item_ids])
+        _write_json(directory / "item_titles.json", self.item_titles)
+        _write_json(
+            directory / "metadata.json",
+            {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "n_users": self.n_users,
+                "n_items": self.n_items,
+                "n_factors": self.n_factors,
+                "global_mean": float(self.global_mean),
+                "has_biases": self.user_bias is not None,
+                "config": self.config,
+                "metadata": self.metadata,
+            },
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RecommenderModel:
+        """Read a model written by `save`; a clear DataError for anything else."""
+        directory = Path(directory)
+        meta_path = directory / "metadata.json"
+        if not meta_path.is_file():
+            raise DataError(f"{directory} is not a walsrec model: metadata.json is missing")
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT_NAME:
+            raise DataError(f"{meta_path}: not a walsrec model (format {meta.get('format')!r})")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DataError(
+                f"{meta_path}: model format version {meta.get('format_version')} is not "
+                f"supported by this walsrec (reads version {FORMAT_VERSION}); retrain the model"
+            )
+
+        def array(name: str) -> np.ndarray:
+            return np.load(directory / f"{name}.npy", allow_pickle=False)
+
+        def optional(name: str) -> np.ndarray | None:
+            path = directory / f"{name}.npy"
+            return np.load(path, allow_pickle=False) if path.is_file() else None
+
+        user_ids = np.array(_read_json(directory / "user_ids.json"), dtype=object)
+        item_ids = np.array(_read_json(directory / "item_ids.json"), dtype=object)
+        seen = sp.csr_matrix(
+            (array("seen_data"), array("seen_indices"), array("seen_indptr")),
+            shape=(len(user_ids), len(item_ids)),
+        )
+        model = cls(
+            user_factors=array("user_factors"),
+            item_factors=array("item_factors"),
+            user_bias=optional("user_bias"),
+            item_bias=optional("item_bias"),
+            global_mean=float(meta["global_mean"]),
+            user_ids=user_ids,
+            item_ids=item_ids,
+            seen=seen,
+            item_popularity=array("item_popularity"),
+            item_titles=_read_json(directory / "item_titles.json"),
+            config=meta.get("config", {}),
+            metadata=meta.get("metadata", {}),
+        )
+        if model.user_factors.shape != (meta["n_users"], meta["n_factors"]) or (
+            model.item_factors.shape != (meta["n_items"], meta["n_factors"])
+        ):
+            raise DataError(f"{directory}: factor shapes do not match metadata.json")
+        return model
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _read_json(path: Path) -> object:
+    return json.loads(path.read_text(encoding="utf-8"))
