@@ -14,7 +14,8 @@ from walsrec.wals import (
     EpochStats,
     WALSConfig,
     WALSModel,
-    _cholesky_chunk_solver,
+    _length_ladder,
+    _plan_side,
     configure_threads,
     train_wals,
 )
@@ -208,19 +209,29 @@ def test_deterministic_for_same_data_and_config() -> None:
     assert not np.allclose(first.user_factors, other_seed.user_factors)
 
 
-def test_chunking_does_not_change_the_result() -> None:
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_chunking_does_not_change_the_result(solver: str) -> None:
     ratings, _ = random_ratings(50, 40, density=0.3, seed=2)
     matrix = sp.csr_matrix(ratings, dtype=np.float32)
     for extra in ({}, {"use_biases": True, "mode": "explicit", "regularization_scaling": "count"}):
+        # CG's few steps on these ill-conditioned float32 systems amplify rounding (sums in
+        # another order) to ~1e-2; in float64 any chunking gives the same result.
+        extra = {
+            **extra,
+            "solver": solver,
+            "dtype": "float32" if solver == "cholesky" else "float64",
+        }
         default = train_wals(matrix, WALSConfig(n_factors=6, epochs=3, **extra))
-        # One row per chunk: dozens of solver calls per half-step instead of a handful.
-        tiny = train_wals(matrix, WALSConfig(n_factors=6, epochs=3, max_chunk_elements=1, **extra))
-        np.testing.assert_allclose(tiny.user_factors, default.user_factors, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(tiny.item_factors, default.item_factors, rtol=1e-5, atol=1e-5)
+        # One row per chunk and sequential: dozens of solver calls per half-step, no threads.
+        tiny = train_wals(
+            matrix,
+            WALSConfig(n_factors=6, epochs=3, max_chunk_elements=1, parallel_chunks=1, **extra),
+        )
+        tolerance = dict(rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(tiny.user_factors, default.user_factors, **tolerance)
+        np.testing.assert_allclose(tiny.item_factors, default.item_factors, **tolerance)
         if default.user_bias is not None:
-            np.testing.assert_allclose(tiny.user_bias, default.user_bias, rtol=1e-5, atol=1e-5)
-    # Every chunk shape goes through one traced graph per dtype, however many chunks there are.
-    assert _cholesky_chunk_solver(tf.float32).experimental_get_tracing_count() == 1
+            np.testing.assert_allclose(tiny.user_bias, default.user_bias, **tolerance)
 
 
 FOLD_IN_CASES = {
@@ -404,3 +415,87 @@ def test_configure_threads_too_late_only_warns(caplog: pytest.LogCaptureFixture)
     assert changed or "already started" in caplog.text
     with pytest.raises(ConfigError, match="intra_op"):
         configure_threads(intra_op=-1)
+
+
+def test_plan_pads_rows_by_at_most_sqrt2_into_few_shapes() -> None:
+    rng = np.random.default_rng(11)
+    lengths = np.concatenate([[0], rng.zipf(1.5, 3000).clip(1, 5000)])
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    entries = int(indptr[-1])
+    other = rng.integers(0, 100, entries).astype(np.int32)
+    ones = np.ones(entries)
+    plan = _plan_side(indptr, other, ones, ones, np.ones(lengths.size), 8, 4096, tf.float32, "cg")
+    shapes = {tuple(chunk.indices.shape) for chunk in plan.chunks}
+    # One shape per length bucket: XLA compiles a few dozen programs, not one per chunk.
+    assert len(shapes) <= len(_length_ladder(int(lengths.max())))
+    assert len(plan.chunks) > len(shapes)
+    for chunk in plan.chunks:
+        rows, padded_length = chunk.indices.shape
+        assert rows * padded_length <= max(4096, padded_length)
+        real = chunk.extra.numpy() > 0
+        row_lengths = real.sum(axis=1)
+        # Every real row is padded by at most sqrt(2) (and at least to the smallest bucket).
+        busy = row_lengths > 0
+        assert np.all(padded_length <= np.maximum(np.ceil(np.sqrt(2) * row_lengths[busy]), 8) + 8)
+    # Each row sits exactly once in the plan, and its entries keep their order.
+    placed = np.asarray(plan.chunk_order_to_rows)
+    assert np.unique(placed).size == lengths.size
+    assert plan.padded_entries < 1.5 * entries
+
+
+@pytest.mark.parametrize("case", ["implicit", "explicit-biases"])
+def test_cg_with_enough_steps_is_the_exact_solve(case: str) -> None:
+    ratings, _ = random_ratings(40, 30, density=0.25, seed=12)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    extra = REFERENCE_CASES["explicit-biases"] if case != "implicit" else {}
+    base = dict(n_factors=5, epochs=4, init_scale=1.0, dtype="float64", **extra)
+    exact = train_wals(matrix, WALSConfig(**base))
+    # CG is exact in d steps in exact arithmetic (d = 5 factors, + 1 with the bias).
+    solved = train_wals(matrix, WALSConfig(solver="cg", cg_steps=8, **base))
+    np.testing.assert_allclose(solved.user_factors, exact.user_factors, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(solved.item_factors, exact.item_factors, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        [h.loss for h in solved.history], [h.loss for h in exact.history], rtol=1e-9
+    )
+    # Too few steps to be exact, but never a NaN from a converged or empty row.
+    rough = train_wals(matrix, WALSConfig(solver="cg", cg_steps=2, **base))
+    assert not np.allclose(rough.user_factors, exact.user_factors, atol=1e-3)
+    assert np.all(np.isfinite(rough.user_factors))
+
+
+def test_cg_warm_start_converges_with_few_steps() -> None:
+    ratings, _ = random_ratings(80, 60, density=0.15, seed=13)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    base = dict(n_factors=8, alpha=2.0, regularization=0.5, dtype="float64")
+    exact = train_wals(matrix, WALSConfig(epochs=40, **base))
+    one_step = train_wals(matrix, WALSConfig(epochs=40, solver="cg", cg_steps=1, **base))
+    losses = np.array([h.loss for h in one_step.history])
+    # Warm-started CG minimizes each row's quadratic over a space holding the previous
+    # solution, so the objective never increases, even with a single step per half-epoch...
+    assert np.all(np.diff(losses) <= 1e-9 * losses[:-1]), losses
+    # ...and the steps accumulate across epochs: one step per epoch reaches the exact
+    # solver's objective, which one cold-started step could not.
+    assert losses[-1] <= exact.history[-1].loss * 1.01, (losses[-1], exact.history[-1].loss)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_solver_keys_are_validated() -> None:
+    with pytest.raises(ConfigError, match="solver must be one of 'cholesky', 'cg', got 'lu'"):
+        WALSConfig.from_dict({"solver": "lu"})
+    with pytest.raises(ConfigError, match="cg_steps must be an integer >= 1, got 0"):
+        WALSConfig(solver="cg", cg_steps=0)
+    with pytest.raises(ConfigError, match="jit_compile must be true or false"):
+        WALSConfig(jit_compile="yes")
+    with pytest.raises(ConfigError, match="parallel_chunks"):
+        WALSConfig(parallel_chunks=-1)
+    assert WALSConfig().solver == "cholesky"  # the exact solve stays the default
+
+
+def test_no_jit_gives_the_same_result() -> None:
+    ratings, _ = random_ratings(30, 25, density=0.3, seed=14)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    for solver in ("cholesky", "cg"):
+        config = WALSConfig(n_factors=4, epochs=3, solver=solver, dtype="float64")
+        compiled = train_wals(matrix, config)
+        plain = train_wals(matrix, WALSConfig.from_dict({**config.to_dict(), "jit_compile": False}))
+        np.testing.assert_allclose(plain.user_factors, compiled.user_factors, rtol=1e-6, atol=1e-8)

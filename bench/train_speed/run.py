@@ -1,0 +1,251 @@
+"""WALS training speed, memory and quality against `implicit` ALS, side by side in one run.
+
+    python bench/train_speed/run.py                       # MovieLens-20M shape, 64 factors
+    python bench/train_speed/run.py --shape ml-1m --epochs 5
+
+One synthetic matrix (walsrec.synthetic: power-law users and items, planted tastes) is split
+into training and held-out interactions (one per user), written to a temporary folder, and each
+solver trains on it in its own subprocess, so each reports its own peak RSS. Every solver runs
+the same number of epochs with the same model (64 factors, confidence 1 + alpha * rating,
+regularization): this project's WALS with the CG and the exact (Cholesky) solver, and implicit's
+CPU ALS with CG and with Cholesky. Printed per solver: the median epoch time (epochs 2..N), the
+first epoch (compile warm-up for XLA), peak RSS, the RSS of the bare runtime before any data is
+loaded (TensorFlow's own cost), and held-out NDCG@10 after the last epoch; then the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT_ROOT))  # run as a script from anywhere
+SOLVERS = ("walsrec-cg", "walsrec-cholesky", "implicit-cg", "implicit-cholesky")
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. Not getrusage: its ru_maxrss survives fork and exec, so a
+    worker would inherit the driver's peak; VmHWM belongs to the worker's own memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}, "
+        f"load average at start {load}"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Worker: one solver in its own process
+# --------------------------------------------------------------------------------------------
+
+
+def worker(solver: str, folder: Path, settings: dict) -> dict:
+    import numpy as np
+    import scipy.sparse as sp
+
+    if solver.startswith("walsrec"):
+        from walsrec.wals import configure_threads
+
+        # Two chunks in flight, each op single-threaded: better than threads inside small ops.
+        configure_threads(intra_op=1, inter_op=2)
+        import tensorflow as tf
+
+        tf.constant(1.0).numpy()  # start the runtime: its RSS is measured before any data
+    else:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, "blas")  # implicit's own threads do the work
+        from implicit.cpu.als import AlternatingLeastSquares
+    runtime_rss = peak_rss_mb()
+    from walsrec.metrics import evaluate
+
+    train = sp.load_npz(folder / "train.npz").tocsr()
+    test = sp.load_npz(folder / "test.npz").tocsr()
+    epochs = settings["epochs"]
+    if solver.startswith("walsrec"):
+        from walsrec.wals import WALSConfig, train_wals
+
+        config = WALSConfig(
+            n_factors=settings["factors"],
+            regularization=settings["regularization"],
+            alpha=settings["alpha"],
+            observed_weighting="linear",
+            unobserved_weight=1.0,
+            epochs=epochs,
+            solver=solver.split("-", 1)[1],
+            cg_steps=settings["cg_steps"],
+            max_chunk_elements=settings["chunk_elements"],
+            init_scale=0.1,
+        )
+        model = train_wals(train, config)
+        seconds = [stats.seconds for stats in model.history]
+        user_factors, item_factors = model.user_factors, model.item_factors
+    else:
+        seconds = []
+        als = AlternatingLeastSquares(
+            factors=settings["factors"],
+            regularization=settings["regularization"],
+            alpha=settings["alpha"],
+            iterations=epochs,
+            use_cg=solver == "implicit-cg",  # implicit 0.7 always runs 3 CG steps
+            calculate_training_loss=False,
+            random_state=42,
+            num_threads=0,
+        )
+        als.fit(train, show_progress=False, callback=lambda _, elapsed, __: seconds.append(elapsed))
+        user_factors, item_factors = np.asarray(als.user_factors), np.asarray(als.item_factors)
+    training_rss = peak_rss_mb()
+    rng = np.random.default_rng(0)
+    users = np.flatnonzero(np.diff(test.indptr))
+    users = np.sort(rng.choice(users, min(settings["eval_users"], users.size), replace=False))
+    keep = np.zeros(test.shape[0], dtype=np.float32)
+    keep[users] = 1.0
+    sampled_test = (sp.diags(keep) @ test).tocsr()  # only the sampled users keep test items
+    sampled_test.eliminate_zeros()
+    metrics = evaluate(lambda batch: user_factors[batch] @ item_factors.T, train, sampled_test)
+    return {
+        "solver": solver,
+        "epoch_seconds": seconds,
+        "runtime_rss_mb": runtime_rss,
+        "peak_rss_mb": training_rss,
+        "ndcg@10": metrics["ndcg@10"],
+        "n_users_evaluated": metrics["n_users_evaluated"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------------
+
+
+def prepare(folder: Path, shape: str, seed: int) -> str:
+    import numpy as np
+    import scipy.sparse as sp
+
+    from walsrec.synthetic import SHAPES, generate_interactions
+
+    started = time.perf_counter()
+    data = generate_interactions(*SHAPES[shape], seed=seed)
+    generated = time.perf_counter() - started
+    # Hold out one random interaction per user with at least two.
+    rng = np.random.default_rng(seed)
+    order = np.argsort(data.users + rng.random(data.users.size), kind="stable")
+    users = data.users[order]
+    first = np.r_[True, users[1:] != users[:-1]]
+    counts = np.bincount(data.users, minlength=data.n_users)
+    held_out = first & (counts[users] >= 2)
+    shape_ = (data.n_users, data.n_items)
+    for name, keep in (("train", ~held_out), ("test", held_out)):
+        rows = order[keep]
+        matrix = sp.csr_matrix(
+            (data.ratings[rows], (data.users[rows], data.items[rows])), shape=shape_
+        )
+        sp.save_npz(folder / f"{name}.npz", matrix, compressed=False)
+    return (
+        f"{shape}-shaped synthetic data: {data.n_users:,} users x {data.n_items:,} items x "
+        f"{data.n_interactions:,} interactions (generated in {generated:.1f} s), "
+        f"{int(held_out.sum()):,} held out"
+    )
+
+
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else 0.5 * (values[middle - 1] + values[middle])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", default="ml-20m", choices=("ml-100k", "ml-1m", "ml-20m"))
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--regularization", type=float, default=1.0)
+    parser.add_argument("--alpha", type=float, default=1.0)
+    parser.add_argument("--cg-steps", type=int, default=3)
+    parser.add_argument("--chunk-elements", type=int, default=32768)
+    parser.add_argument("--eval-users", type=int, default=20000)
+    parser.add_argument("--solvers", default=",".join(SOLVERS))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    settings = {
+        "factors": arguments.factors,
+        "epochs": arguments.epochs,
+        "regularization": arguments.regularization,
+        "alpha": arguments.alpha,
+        "cg_steps": arguments.cg_steps,
+        "chunk_elements": arguments.chunk_elements,
+        "eval_users": arguments.eval_users,
+    }
+    if arguments.worker:
+        print(json.dumps(worker(arguments.worker, Path(arguments.folder), settings)))
+        return
+
+    print(f"machine: {machine()}")
+    import implicit
+    import tensorflow as tf
+
+    print(f"tensorflow {tf.__version__}, implicit {implicit.__version__}")
+    print(f"settings: {json.dumps(settings)}")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="train-speed-") as folder:
+        print(prepare(Path(folder), arguments.shape, arguments.seed), flush=True)
+        for solver in arguments.solvers.split(","):
+            command = [sys.executable, __file__, "--worker", solver, "--folder", folder]
+            command += [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
+            finished = subprocess.run(
+                command, capture_output=True, text=True, cwd=PROJECT_ROOT, check=False
+            )
+            if finished.returncode != 0:
+                print(f"{solver}: FAILED\n{finished.stderr[-3000:]}")
+                continue
+            result = json.loads(finished.stdout.strip().splitlines()[-1])
+            results[solver] = result
+            seconds = result["epoch_seconds"]
+            steady = median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+            result["median_epoch"] = steady
+            print(
+                f"{solver:18s} median epoch {steady:7.2f} s | first epoch {seconds[0]:7.2f} s "
+                f"(warm-up {seconds[0] - steady:6.2f} s) | peak RSS {result['peak_rss_mb']:6.0f}"
+                f" MB (runtime alone {result['runtime_rss_mb']:4.0f} MB) | NDCG@10 "
+                f"{result['ndcg@10']:.4f} | epochs {', '.join(f'{s:.2f}' for s in seconds)}",
+                flush=True,
+            )
+    pairs = [("walsrec-cg", "implicit-cg"), ("walsrec-cholesky", "implicit-cholesky")]
+    for ours, theirs in pairs:
+        if ours in results and theirs in results:
+            a, b = results[ours], results[theirs]
+            print(
+                f"{ours} / {theirs}: epoch time x{a['median_epoch'] / b['median_epoch']:.2f}, "
+                f"peak RSS x{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}, NDCG@10 "
+                f"{a['ndcg@10']:.4f} vs {b['ndcg@10']:.4f}"
+            )
+    print(f"load average at end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

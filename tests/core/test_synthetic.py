@@ -1,0 +1,121 @@
+"""Synthetic data: exact shape, distinct pairs, seeded, power-law, planted structure learnable."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from walsrec.errors import ConfigError
+from walsrec.metrics import evaluate
+from walsrec.synthetic import generate_interactions
+from walsrec.wals import WALSConfig, train_wals
+
+
+def test_shape_counts_and_distinct_pairs() -> None:
+    data = generate_interactions(500, 300, 20_000, seed=1)
+    assert data.n_interactions == 20_000
+    assert data.users.min() >= 0 and data.users.max() < 500
+    assert data.items.min() >= 0 and data.items.max() < 300
+    keys = data.users.astype(np.int64) * 300 + data.items
+    assert np.unique(keys).size == keys.size  # each (user, item) at most once
+    assert np.all(np.diff(keys) > 0)  # sorted by user, then item
+    user_counts = np.bincount(data.users, minlength=500)
+    assert user_counts.min() >= 20  # min_user_interactions
+    assert user_counts.max() <= 0.3 * 300  # max_user_fraction
+    assert set(np.unique(data.ratings)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    matrix = data.to_csr()
+    assert matrix.shape == (500, 300) and matrix.nnz == 20_000
+    assert data.user_topics.shape == (500, 16) and data.item_topics.shape == (300, 16)
+
+
+def test_same_seed_same_data_other_seed_other_data() -> None:
+    first = generate_interactions(200, 100, 5_000, seed=3)
+    second = generate_interactions(200, 100, 5_000, seed=3)
+    other = generate_interactions(200, 100, 5_000, seed=4)
+    assert np.array_equal(first.items, second.items)
+    assert np.array_equal(first.ratings, second.ratings)
+    assert not np.array_equal(first.items, other.items)
+
+
+def test_popularity_follows_a_power_law() -> None:
+    data = generate_interactions(3_000, 2_000, 150_000, seed=5)
+    item_counts = np.sort(np.bincount(data.items, minlength=2_000))[::-1]
+    user_counts = np.sort(np.bincount(data.users, minlength=3_000))[::-1]
+    # The top 1% of items hold far more than 1% of the interactions, and the head-to-median
+    # ratio is large: a long tail, as in MovieLens.
+    assert item_counts[:20].sum() > 0.1 * data.n_interactions
+    assert item_counts[0] > 20 * np.median(item_counts)
+    assert user_counts[0] > 10 * np.median(user_counts)
+    # Zipf: log(count) falls about linearly with log(rank) over the head.
+    ranks = np.arange(1, 201)
+    slope = np.polyfit(np.log(ranks), np.log(item_counts[:200]), 1)[0]
+    assert -1.5 < slope < -0.4, slope
+    uniform = generate_interactions(3_000, 2_000, 150_000, item_exponent=0.0, seed=5)
+    flat_counts = np.bincount(uniform.items, minlength=2_000)
+    assert flat_counts.max() < 0.5 * item_counts[0]
+
+
+def test_planted_structure_is_recoverable() -> None:
+    # Sharper tastes than the defaults (one or two topics per user, 5% noise) on a flatter
+    # catalogue, so that taste rather than popularity decides what a user picks next.
+    data = generate_interactions(
+        1_500,
+        600,
+        60_000,
+        n_topics=8,
+        topic_concentration=0.1,
+        noise=0.05,
+        item_exponent=0.7,
+        seed=7,
+    )
+    rng = np.random.default_rng(0)
+    # Hold out one interaction per user.
+    order = np.argsort(data.users + rng.random(data.users.size), kind="stable")
+    first = np.r_[True, data.users[order][1:] != data.users[order][:-1]]
+    shape = (data.n_users, data.n_items)
+
+    def matrix(rows: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((data.ratings[rows], (data.users[rows], data.items[rows])), shape)
+
+    train, test = matrix(order[~first]), matrix(order[first])
+    model = train_wals(train, WALSConfig(n_factors=16, epochs=8, regularization=50.0, alpha=1.0))
+    learned = evaluate(model.score_users, train, test, k=10)["ndcg@10"]
+    popularity = np.asarray(train.sum(axis=0)).ravel()
+    popular = evaluate(
+        lambda users: np.broadcast_to(popularity, (users.size, popularity.size)).copy(),
+        train,
+        test,
+        k=10,
+    )["ndcg@10"]
+    # The tastes are learnable: factors beat popularity by a wide margin.
+    assert learned > 1.5 * popular, (learned, popular)
+    # The planted mixtures explain the data too (an oracle: P(item | user) up to popularity).
+    oracle_scores = data.user_topics @ (data.item_topics * data.item_popularity[:, None]).T
+    oracle = evaluate(lambda users: oracle_scores[users], train, test, k=10)["ndcg@10"]
+    assert oracle > 1.5 * popular, (oracle, popular)
+    assert learned > 0.7 * oracle, (learned, oracle)
+
+
+def test_parquet_round_trip(tmp_path) -> None:
+    data = generate_interactions(50, 40, 500, seed=2)
+    path = data.write_parquet(tmp_path / "interactions.parquet")
+    frame = pd.read_parquet(path)
+    assert list(frame.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert len(frame) == 500
+    assert np.array_equal(frame["item_id"].to_numpy(), data.items)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (dict(n_users=10, n_items=10, n_interactions=5), "n_interactions must be between"),
+        (dict(n_users=10, n_items=10, n_interactions=60), "n_interactions must be between"),
+        (dict(n_users=0, n_items=10, n_interactions=5), "n_users >= 1"),
+        (dict(n_users=10, n_items=10, n_interactions=20, noise=2.0), "noise"),
+    ],
+)
+def test_rejects_impossible_shapes(arguments: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        generate_interactions(**arguments)
