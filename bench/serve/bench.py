@@ -1,0 +1,274 @@
+"""Serving benchmark: the BentoML service against a bare Starlette app, side by side.
+
+    .venv/bin/python bench/serve/bench.py                  # the settings in README.md
+    .venv/bin/python bench/serve/bench.py --duration 5 --rounds 1 --concurrency 32
+
+A random model of MovieLens-20M size (138,493 users x 26,744 items x 64 factors, ~144 seen items
+per user) goes into a temporary BentoML model store. Both servers run on 127.0.0.1 with the same
+number of workers and load the same files; the bare app (bench/serve/bare_app.py) calls the
+service's own top-k code. wrk (one thread, `apt-get install wrk`) posts /recommend for a random
+known user (k=10, seen items excluded) for a fixed duration at each concurrency, alternating the
+two servers; each figure is the median over the rounds. Everything stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(PROJECT_ROOT))
+
+LUA_SCRIPT = """
+math.randomseed(%(seed)d)
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  local user = math.random(0, %(n_users)d - 1)
+  return wrk.format(nil, "/recommend", nil, '{"user_id":"' .. user .. '","k":10}')
+end
+"""
+
+
+def random_model(n_users: int, n_items: int, n_factors: int, seen_per_user: int, seed: int = 0):
+    """A RecommenderModel with random factors and random seen items (ids "0", "1", ...)."""
+    from walsrec.model import RecommenderModel
+
+    rng = np.random.default_rng(seed)
+    scale = 1 / np.sqrt(n_factors)
+    indices = rng.integers(0, n_items, n_users * seen_per_user).astype(np.int32)
+    indptr = np.arange(0, n_users * seen_per_user + 1, seen_per_user, dtype=np.int64)
+    seen = sp.csr_matrix(
+        (np.ones(indices.size, np.float32), indices, indptr), shape=(n_users, n_items)
+    )
+    return RecommenderModel(
+        user_factors=rng.normal(0, scale, (n_users, n_factors)).astype(np.float32),
+        item_factors=rng.normal(0, scale, (n_items, n_factors)).astype(np.float32),
+        user_bias=None,
+        item_bias=None,
+        global_mean=0.0,
+        user_ids=np.array([str(i) for i in range(n_users)], dtype=object),
+        item_ids=np.array([str(i) for i in range(n_items)], dtype=object),
+        seen=seen,
+        item_popularity=np.bincount(indices, minlength=n_items).astype(np.float64),
+        config={"n_factors": n_factors},
+        metadata={"trained_at": "bench"},
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before {url} was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready within {timeout} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def run_wrk(port: int, concurrency: int, duration: float, script: Path) -> dict:
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+        "--timeout",
+        "5s",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}",
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    p50 = _seconds(re.search(r"\s50%\s+(\S+)", output).group(1))
+    p99 = _seconds(re.search(r"\s99%\s+(\S+)", output).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors: (.*)", output)
+    return {
+        "rps": rps,
+        "p50_ms": p50 * 1e3,
+        "p99_ms": p99 * 1e3,
+        "non_2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", type=int, default=138_493)
+    parser.add_argument("--items", type=int, default=26_744)
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--seen-per-user", type=int, default=144)
+    parser.add_argument("--workers", type=int, default=2, help="workers of BOTH servers")
+    parser.add_argument("--blas-threads", default="1", help="OPENBLAS_NUM_THREADS of both")
+    parser.add_argument("--duration", type=int, default=8, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--service", default="serving.service:WalsrecService")
+    parser.add_argument("--service-env", nargs="*", default=[], help="KEY=VALUE for BentoML")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+
+    state = Path(tempfile.mkdtemp(prefix="walsrec-bench-serve-"))
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(state / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "OPENBLAS_NUM_THREADS": args.blas_threads,
+        "OMP_NUM_THREADS": args.blas_threads,
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    os.environ.update({k: env[k] for k in ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK")})
+    from serving.packaging import save_to_model_store
+
+    started = time.perf_counter()
+    model = random_model(args.users, args.items, args.factors, args.seen_per_user)
+    tag = save_to_model_store(model, model_name="bench", model_version="0")
+    model_dir = Path(env["BENTOML_HOME"], "models", *tag.split(":"))
+    print(
+        f"model {args.users} x {args.items} x {args.factors} -> {tag} "
+        f"({time.perf_counter() - started:.1f} s)"
+    )
+    script = state / "recommend.lua"
+    script.write_text(LUA_SCRIPT % {"seed": 42, "n_users": args.users})
+
+    bento_port, bare_port = free_port(), free_port()
+    service_env = dict(item.split("=", 1) for item in args.service_env)
+    servers = {
+        "bentoml": (
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                args.service,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bento_port),
+            ],
+            {**env, "WALSREC_WORKERS": str(args.workers), "WALSREC_MODEL_TAG": tag, **service_env},
+            bento_port,
+        ),
+        "bare": (
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bare_app:app",
+                "--app-dir",
+                str(Path(__file__).parent),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(bare_port),
+                "--workers",
+                str(args.workers),
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            {**env, "WALSREC_MODEL_DIR": str(model_dir)},
+            bare_port,
+        ),
+    }
+    processes = {}
+    results: dict[tuple[str, int], list[dict]] = {}
+    try:
+        for name, (command, server_env, port) in servers.items():
+            processes[name] = subprocess.Popen(
+                command,
+                env=server_env,
+                cwd=PROJECT_ROOT,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=(state / f"{name}.log").open("w"),  # noqa: SIM115 (lives with the server)
+            )
+            seconds = wait_ready(f"http://127.0.0.1:{port}/readyz", processes[name])
+            print(f"{name} ready on port {port} in {seconds:.1f} s")
+        for port in (bento_port, bare_port):  # warm-up: page in the factors, JIT nothing
+            run_wrk(port, 8, 2, script)
+        for round_number in range(args.rounds):
+            for concurrency in args.concurrency:
+                for name, (_, _, port) in servers.items():
+                    result = run_wrk(port, concurrency, args.duration, script)
+                    results.setdefault((name, concurrency), []).append(result)
+                    print(
+                        f"  round {round_number + 1} c={concurrency:<3} {name:8} "
+                        f"{result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
+                        f"p99 {result['p99_ms']:6.2f} ms  non-2xx {result['non_2xx']}"
+                        f"  {result['socket_errors']}"
+                    )
+    finally:
+        for process in processes.values():
+            stop(process)
+
+    print(
+        f"\nmedians over {args.rounds} round(s) of {args.duration:g} s; workers={args.workers}, "
+        f"OPENBLAS_NUM_THREADS={args.blas_threads}, {args.service}, env {service_env or '{}'}"
+    )
+    print(
+        "| c | bare req/s | bentoml req/s | ratio | bare p50 | bentoml p50 | bare p99 | "
+        "bentoml p99 | p99 ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for concurrency in args.concurrency:
+        med = {
+            (name, key): statistics.median(r[key] for r in results[(name, concurrency)])
+            for name in servers
+            for key in ("rps", "p50_ms", "p99_ms")
+        }
+        print(
+            f"| {concurrency} | {med['bare', 'rps']:.0f} | {med['bentoml', 'rps']:.0f} | "
+            f"{med['bentoml', 'rps'] / med['bare', 'rps']:.2f}x | {med['bare', 'p50_ms']:.2f} ms | "
+            f"{med['bentoml', 'p50_ms']:.2f} ms | {med['bare', 'p99_ms']:.2f} ms | "
+            f"{med['bentoml', 'p99_ms']:.2f} ms | "
+            f"{med['bentoml', 'p99_ms'] / med['bare', 'p99_ms']:.2f}x |"
+        )
+    shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""BentoML serving: packaging, the HTTP service and its fold-in."""

@@ -1,0 +1,114 @@
+"""`python run.py serve`: run the service on the newest packaged model and say where it is."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from walsrec.errors import WalsrecError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SERVICE = "serving.service:WalsrecService"
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    """The `bentoml serve` command line for the working tree's service."""
+    return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> float:
+    """Poll `url` (a readiness endpoint) until it answers 200; seconds it took.
+
+    Raises:
+        WalsrecError: the server exited or was not ready within `timeout` seconds.
+    """
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise WalsrecError(
+                f"the server exited with code {process.returncode} before it was ready"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise WalsrecError(f"the server did not become ready at {url} within {timeout:.0f} s")
+
+
+def _latest_model_tag(name: str = "walsrec") -> str:
+    """The newest `name` in the local BentoML model store, read from the store's `latest` file.
+
+    Read directly rather than through `bentoml.models.get`: importing BentoML here would add
+    about a second to `python run.py serve`'s start, and the server resolves the tag again.
+    """
+    home = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")).expanduser()
+    latest = home / "models" / name / "latest"
+    if not latest.is_file():
+        raise WalsrecError(
+            f"no BentoML model {name!r} in the model store {home / 'models'}: package one "
+            "first (python run.py deploy)"
+        )
+    return f"{name}:{latest.read_text(encoding='utf-8').strip()}"
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise WalsrecError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port"
+            ) from exc
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    model_tag: str | None = None,
+    workers: int | None = None,
+    echo: Callable[[str], None] = print,
+    ready_timeout: float = 120,
+) -> int:
+    """Serve `model_tag` (default: the newest `walsrec` BentoML model) until interrupted.
+
+    Returns:
+        The server's exit code (0 after Ctrl-C).
+    """
+    tag = model_tag or _latest_model_tag()
+    _check_port_free(host, port)
+    env = {**os.environ, "WALSREC_MODEL_TAG": tag}
+    if workers:
+        env["WALSREC_WORKERS"] = str(workers)
+    started = time.perf_counter()
+    # `kill` (SIGTERM) stops the server too, like Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    process = subprocess.Popen(serve_command(host, port), cwd=PROJECT_ROOT, env=env)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    try:
+        wait_until_ready(f"{url}/readyz", process, ready_timeout)
+        echo(
+            f"walsrec model {tag} serving at {url} (ready in {time.perf_counter() - started:.1f} s;"
+            f" API docs at {url}/ ; Ctrl-C stops)"
+        )
+        if os.environ.get("WALSREC_API_TOKEN"):
+            echo("requests need the header 'Authorization: Bearer $WALSREC_API_TOKEN'")
+        return process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -1,0 +1,144 @@
+"""Fold-in of a new user in NumPy: the same least-squares solve as `walsrec.wals`, without TF.
+
+`walsrec.wals.WALSModel.fold_in` is the reference: it runs one user through the training's
+TensorFlow solver. Importing TensorFlow costs seconds and hundreds of MiB per server worker, and
+one 64 x 64 solve through TensorFlow's graph machinery costs more than the solve itself, so the
+service uses this NumPy transcription instead. tests/serving/test_fold_in.py checks that it
+returns the same factors as `WALSModel.fold_in` (to 1e-5) for every weighting, mode and bias
+setting; a change to the solve in walsrec/wals.py must be mirrored here, and that test fails
+until it is.
+
+For a user with observed items O (duplicates summed, zeros dropped), confidence
+c_i = unobserved_weight + f(r_i) and target t_i, with the item design vectors q_i ([y_i] or
+[y_i, 1] with biases) and offsets o_i (0 or b_i):
+
+    A = unobserved_weight * Q^T Q + sum_{i in O} f(r_i) q_i q_i^T + reg I
+    b = sum_{i in O} (c_i t_i - f(r_i) o_i) q_i - unobserved_weight * Q^T o
+
+and the user's [x_u] or [x_u, b_u] is the solution of A z = b (Cholesky; A is positive definite
+because reg > 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from walsrec.errors import DataError
+
+__all__ = ["FoldIn"]
+
+_WEIGHTINGS = ("constant", "linear", "log", "item_power")
+
+
+class FoldIn:
+    """Solves new users against fixed item factors, with the training's weights.
+
+    The item-side terms (Q^T Q and Q^T o) are computed once here, so a call costs
+    O(|O| d^2 + d^3) whatever the catalog size.
+
+    Args:
+        config: the WALS config the model was trained with (`RecommenderModel.config`).
+        item_factors: float [n_items, n_factors].
+        item_bias: float [n_items], or None for a model without biases.
+        global_mean: the model's global mean (explicit mode's targets are rating - mean).
+        item_counts: observed entries per item in training; used by the item_power weighting.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        item_factors: np.ndarray,
+        item_bias: np.ndarray | None,
+        global_mean: float,
+        item_counts: np.ndarray | None,
+    ) -> None:
+        self.mode = str(config.get("mode", "implicit"))
+        self.weighting = str(config.get("observed_weighting", "linear"))
+        if self.weighting not in _WEIGHTINGS:
+            raise DataError(f"model config: unknown observed_weighting {self.weighting!r}")
+        self.alpha = float(config.get("alpha", 10.0))
+        self.epsilon = float(config.get("epsilon", 1.0))
+        self.item_weight_exponent = float(config.get("item_weight_exponent", 0.08))
+        self.unobserved_weight = float(config.get("unobserved_weight", 1.0))
+        self.regularization = float(config.get("regularization", 0.05))
+        self.count_scaling = config.get("regularization_scaling", "none") == "count"
+        self.use_biases = item_bias is not None
+        self.n_factors = int(item_factors.shape[1])
+        self.global_mean = float(global_mean)
+        self.item_counts = None if item_counts is None else np.asarray(item_counts, np.float64)
+        factors = np.asarray(item_factors, dtype=np.float64)
+        if self.use_biases:
+            self.design = np.hstack([factors, np.ones((factors.shape[0], 1))])
+            self.offsets = np.asarray(item_bias, dtype=np.float64)
+        else:
+            self.design = factors
+            self.offsets = np.zeros(factors.shape[0])
+        self.gram = self.unobserved_weight * (self.design.T @ self.design)
+        self.offset_term = self.unobserved_weight * (self.design.T @ self.offsets)
+
+    def solve(
+        self, items: np.ndarray, values: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float]:
+        """Factors and bias of a user who interacted with `items` (with `values`).
+
+        Args:
+            items: int [n] item indices (valid ones; may be empty, repeated).
+            values: float [n] ratings or counts; None means 1.0 each.
+
+        Returns:
+            (float32 [n_factors] factors, bias), the bias 0.0 for a model without biases.
+
+        Raises:
+            DataError: values negative, non-finite or not one per item.
+        """
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        if values is None:
+            values = np.ones(items.shape, dtype=np.float64)
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.shape != items.shape:
+            raise DataError(f"got {values.size} values for {items.size} items")
+        if not np.all(np.isfinite(values)):
+            raise DataError("values must be finite numbers")
+        if values.size and values.min() < 0:
+            raise DataError("values must be >= 0 (ratings or counts)")
+        # Canonical row, as training builds it: duplicates summed, zeros dropped, sorted.
+        observed, inverse = np.unique(items, return_inverse=True)
+        summed = np.bincount(inverse.reshape(-1), weights=values, minlength=observed.size)
+        keep = summed != 0
+        observed, summed = observed[keep], summed[keep]
+
+        extra = self._extra_confidence(summed, observed)
+        targets = np.ones_like(summed) if self.mode == "implicit" else summed - self.global_mean
+        weighted_target = (self.unobserved_weight + extra) * targets
+        regularization = self.regularization
+        if self.count_scaling:
+            regularization *= max(observed.size, 1)
+
+        design = self.design[observed]
+        lhs = self.gram + (design * extra[:, np.newaxis]).T @ design
+        lhs[np.diag_indices_from(lhs)] += regularization
+        coefficients = weighted_target - extra * self.offsets[observed]
+        rhs = design.T @ coefficients - self.offset_term
+        solution = scipy.linalg.cho_solve(scipy.linalg.cho_factor(lhs, lower=True), rhs)
+        if not np.all(np.isfinite(solution)):
+            raise DataError("fold-in produced non-finite factors (the model is degenerate)")
+        if self.use_biases:
+            return solution[: self.n_factors].astype(np.float32), float(solution[self.n_factors])
+        return solution.astype(np.float32), 0.0
+
+    def _extra_confidence(self, values: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """f(r) = c - unobserved_weight per observed entry (see WALSConfig.observed_weighting)."""
+        if self.weighting == "constant":
+            return np.full(values.shape, self.alpha)
+        if self.weighting == "linear":
+            return self.alpha * values
+        if self.weighting == "log":
+            return self.alpha * np.log1p(values / self.epsilon)
+        if self.item_counts is None:
+            raise DataError("the item_power weighting needs the model's item counts")
+        counts = np.maximum(self.item_counts[items], 1.0)
+        return self.alpha * counts ** (-self.item_weight_exponent)

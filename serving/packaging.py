@@ -1,0 +1,113 @@
+"""Put a trained model into the BentoML model store and build the service's Bento.
+
+Imports neither ZenML nor TensorFlow: the deployment steps call these with a model they already
+loaded from the Model Control Plane, and tests call them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from walsrec.errors import WalsrecError
+from walsrec.model import RecommenderModel
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENTOFILE = PROJECT_ROOT / "serving" / "bentofile.yaml"
+BENTO_MODEL_NAME = "walsrec"
+KEY_METRICS = ("ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "rmse")
+
+
+def model_labels(model_name: str, model_version: str, metrics: dict | None) -> dict[str, str]:
+    """BentoML labels (str -> str): the ZenML model and version, and the key test metrics."""
+    labels = {"zenml_model": str(model_name), "zenml_version": str(model_version)}
+    ours = (metrics or {}).get("wals", metrics or {})
+    for name in KEY_METRICS:
+        value = ours.get(name)
+        if isinstance(value, int | float):
+            # Label keys stay plain words: "ndcg_at_10".
+            labels[name.replace("@", "_at_")] = f"{value:.6g}"
+    return labels
+
+
+def save_to_model_store(
+    model: RecommenderModel,
+    *,
+    model_name: str,
+    model_version: str,
+    metrics: dict | None = None,
+    bento_model_name: str = BENTO_MODEL_NAME,
+) -> str:
+    """Write `model` into the BentoML model store as plain files (RecommenderModel.save).
+
+    Args:
+        model: the trained model.
+        model_name: the ZenML model it is a version of (label `zenml_model`).
+        model_version: the ZenML version name or number (label `zenml_version`).
+        metrics: the evaluation metrics ({"wals": {...}, "popularity": {...}}); key ones become
+            labels, all go into the model's metadata.
+        bento_model_name: the BentoML model name (the service serves `walsrec:latest`).
+
+    Returns:
+        The new BentoML model tag, "name:version".
+    """
+    import bentoml
+
+    labels = model_labels(model_name, model_version, metrics)
+    with bentoml.models.create(
+        bento_model_name,
+        labels=labels,
+        metadata={"metrics": metrics or {}, "trained_at": model.metadata.get("trained_at")},
+    ) as bento_model:
+        # The service reports the metrics from the model's own metadata.json.
+        with_metrics = dataclasses.replace(
+            model, metadata={**model.metadata, "metrics": metrics or {}}
+        )
+        with_metrics.save(bento_model.path)
+    logger.info("saved %s to the BentoML model store as %s", model_name, bento_model.tag)
+    return str(bento_model.tag)
+
+
+def build_bento(model_tag: str, *, bentofile: Path = BENTOFILE, timeout: float = 300) -> str:
+    """`bentoml build` of the service with `model_tag` packed in; returns the Bento tag.
+
+    A subprocess, as on the command line: the service module reads the model tag when it is
+    imported, and a build in this process would reuse an already imported service.
+    """
+    env = {**os.environ, "WALSREC_MODEL_TAG": model_tag}
+    command = [
+        sys.executable, "-m", "bentoml", "build", "-f", str(bentofile),
+        "--output", "tag", str(PROJECT_ROOT),
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise WalsrecError(f"bentoml build did not finish within {timeout:.0f} s") from exc
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        raise WalsrecError("bentoml build failed: " + " | ".join(detail))
+    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    logger.info("built Bento %s with model %s", tag, model_tag)
+    return tag
+
+
+def latest_model_tag(bento_model_name: str = BENTO_MODEL_NAME) -> str:
+    """The newest BentoML model called `bento_model_name`; a clear error when there is none."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return str(bentoml.models.get(f"{bento_model_name}:latest").tag)
+    except NotFound as exc:
+        raise WalsrecError(
+            f"no BentoML model {bento_model_name!r} in the model store: package one first "
+            "(python run.py deploy)"
+        ) from exc

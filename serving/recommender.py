@@ -1,0 +1,232 @@
+"""Online recommendation over a loaded `RecommenderModel`: the logic behind every endpoint.
+
+Framework-free (neither BentoML nor ZenML), so the service and the benchmark's bare ASGI app run
+exactly the same code. Ids are the users' original ids (strings). Every method either returns a
+plain dict or raises `RequestError` naming the request field at fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.fold_in import FoldIn
+from walsrec.model import RecommenderModel
+from walsrec.topk import PAD_ITEM, top_k
+
+__all__ = ["OnlineRecommender", "RequestError"]
+
+
+@dataclass
+class RequestError(Exception):
+    """A request the model cannot answer: `field` names the field at fault, `status` its code."""
+
+    field: str
+    message: str
+    status: int = 400
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class OnlineRecommender:
+    """Answers single requests fast: everything per-model is prepared once here.
+
+    Args:
+        model: the trained model (its arrays are used as they are, not copied).
+    """
+
+    def __init__(self, model: RecommenderModel) -> None:
+        self.model = model
+        self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
+        self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self.item_ids = [str(item) for item in model.item_ids]
+        self.user_position = model.user_index()
+        self.item_position = model.item_index()
+        self.titles = [model.item_titles.get(item) for item in self.item_ids]
+        # The additive part of every score: item bias + global mean (0 without biases).
+        self.item_offset = np.full(model.n_items, np.float32(model.global_mean), np.float32)
+        if model.item_bias is not None:
+            self.item_offset += model.item_bias.astype(np.float32)
+        seen = model.seen.tocsr()
+        self.seen_indptr, self.seen_indices = seen.indptr, seen.indices
+        popularity = np.asarray(model.item_popularity, dtype=np.float64)
+        self.popularity = popularity
+        # Most popular first; ties to the lower item index (stable sort of the negated counts).
+        self.popularity_order = np.argsort(-popularity, kind="stable")
+        norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
+        self.unit_item_factors = self.item_factors / np.maximum(norms, 1e-12)
+        self.fold_in = FoldIn(
+            model.config, model.item_factors, model.item_bias, model.global_mean, popularity
+        )
+
+    @property
+    def n_items(self) -> int:
+        return self.model.n_items
+
+    # ------------------------------------------------------------------ endpoints' logic
+
+    def recommend(
+        self,
+        user_id: str,
+        k: int = 10,
+        exclude_seen: bool = True,
+        allow_items: list[str] | None = None,
+        deny_items: list[str] | None = None,
+    ) -> dict:
+        """Top-k for a known user; the popularity ranking (flagged) for an unknown one."""
+        self.check_k(k)
+        candidates, unknown_items = self._candidates(allow_items, deny_items)
+        position = self.user_position.get(user_id)
+        if position is None:
+            items, scores = self._popular(k, candidates)
+            return self._answer(
+                items, scores, user_id=user_id, fallback=True, unknown=unknown_items
+            )
+        scores = self.item_factors @ self.user_factors[position]
+        scores += self.item_offset
+        if self.model.user_bias is not None:
+            scores += self.model.user_bias[position]
+        if exclude_seen:
+            start, stop = self.seen_indptr[position], self.seen_indptr[position + 1]
+            scores[self.seen_indices[start:stop]] = -np.inf
+        items, item_scores = top_k(scores[np.newaxis, :], k, allowed=candidates)
+        return self._answer(
+            items[0], item_scores[0], user_id=user_id, fallback=False, unknown=unknown_items
+        )
+
+    def recommend_for_items(
+        self,
+        item_ids: list[str],
+        ratings: list[float] | None = None,
+        k: int = 10,
+        exclude_given: bool = True,
+        allow_items: list[str] | None = None,
+        deny_items: list[str] | None = None,
+    ) -> dict:
+        """Top-k for a new user described by items (and ratings), folded in without retraining.
+
+        Unknown items are ignored and listed back; when none is known the answer is the
+        popularity ranking, flagged as a fallback.
+        """
+        self.check_k(k)
+        if ratings is not None and len(ratings) != len(item_ids):
+            raise RequestError("ratings", f"has {len(ratings)} values for {len(item_ids)} item_ids")
+        known = [self.item_position.get(item) for item in item_ids]
+        unknown_given = [item for item, index in zip(item_ids, known, strict=True) if index is None]
+        keep = [i for i, index in enumerate(known) if index is not None]
+        candidates, unknown_listed = self._candidates(allow_items, deny_items)
+        unknown = unknown_given + unknown_listed
+        if not keep:
+            items, scores = self._popular(k, candidates)
+            return self._answer(items, scores, fallback=True, unknown=unknown)
+        indices = np.array([known[i] for i in keep], dtype=np.int64)
+        values = None if ratings is None else np.array([ratings[i] for i in keep], np.float64)
+        if values is not None and values.min() < 0:
+            raise RequestError("ratings", "must be >= 0 (ratings or counts)")
+        factors, bias = self.fold_in.solve(indices, values)
+        scores = self.item_factors @ factors + self.item_offset + np.float32(bias)
+        if exclude_given:
+            scores[indices] = -np.inf
+        items, item_scores = top_k(scores[np.newaxis, :], k, allowed=candidates)
+        return self._answer(items[0], item_scores[0], fallback=False, unknown=unknown)
+
+    def similar_items(self, item_id: str, k: int = 10) -> dict:
+        """The k items whose factors have the highest cosine similarity with `item_id`'s."""
+        position = self.item_position.get(item_id)
+        if position is None:
+            raise RequestError("item_id", f"item {item_id!r} is not known to the model", 404)
+        self.check_k(k)
+        scores = self.unit_item_factors @ self.unit_item_factors[position]
+        scores[position] = -np.inf
+        items, item_scores = top_k(scores[np.newaxis, :], k)
+        return self._answer(items[0], item_scores[0], item_id=item_id)
+
+    def score(self, user_id: str, item_ids: list[str]) -> dict:
+        """Predicted scores of a user for items; an unknown user gets the items' popularity."""
+        positions = [self.item_position.get(item) for item in item_ids]
+        unknown = [item for item, index in zip(item_ids, positions, strict=True) if index is None]
+        known = np.array([p for p in positions if p is not None], dtype=np.int64)
+        user = self.user_position.get(user_id)
+        if user is None:
+            values = self.popularity[known]
+        else:
+            values = self.item_factors[known] @ self.user_factors[user] + self.item_offset[known]
+            if self.model.user_bias is not None:
+                values += self.model.user_bias[user]
+        return {
+            "user_id": user_id,
+            "fallback": user is None,
+            "scores": [
+                {"item_id": self.item_ids[i], "score": float(v)}
+                for i, v in zip(known, values, strict=True)
+            ],
+            "unknown_items": unknown,
+        }
+
+    def info(self, model_tag: str, labels: dict[str, str]) -> dict:
+        """What is being served: version, training time, metrics and sizes."""
+        metadata = self.model.metadata
+        return {
+            "bento_model": model_tag,
+            "model_name": labels.get("zenml_model", ""),
+            "model_version": labels.get("zenml_version", ""),
+            "trained_at": metadata.get("trained_at"),
+            "metrics": metadata.get("metrics", {}),
+            "n_users": self.model.n_users,
+            "n_items": self.model.n_items,
+            "n_factors": self.model.n_factors,
+            "has_biases": self.model.user_bias is not None,
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def check_k(self, k: int) -> None:
+        """k must lie in [1, number of items]."""
+        if not 1 <= k <= self.n_items:
+            raise RequestError("k", f"must be between 1 and {self.n_items} (the items), got {k}")
+
+    def _candidates(
+        self, allow_items: list[str] | None, deny_items: list[str] | None
+    ) -> tuple[np.ndarray | None, list[str]]:
+        """Boolean mask of recommendable items (None: all) and the unknown ids in the lists."""
+        if allow_items is None and not deny_items:
+            return None, []
+        unknown: list[str] = []
+        if allow_items is None:
+            mask = np.ones(self.n_items, dtype=bool)
+        else:
+            mask = np.zeros(self.n_items, dtype=bool)
+            mask[self._positions(allow_items, unknown)] = True
+        if deny_items:
+            mask[self._positions(deny_items, unknown)] = False
+        return mask, unknown
+
+    def _positions(self, item_ids: list[str], unknown: list[str]) -> np.ndarray:
+        positions = []
+        for item in item_ids:
+            index = self.item_position.get(item)
+            if index is None:
+                unknown.append(item)
+            else:
+                positions.append(index)
+        return np.array(positions, dtype=np.int64)
+
+    def _popular(self, k: int, candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        order = self.popularity_order
+        if candidates is not None:
+            order = order[candidates[order]]
+        items = order[:k]
+        return items, self.popularity[items]
+
+    def _answer(self, items: np.ndarray, scores: np.ndarray, unknown=None, **fields) -> dict:
+        valid = items != PAD_ITEM
+        answer = dict(fields)
+        answer["items"] = [
+            {"item_id": self.item_ids[i], "score": float(s), "title": self.titles[i]}
+            for i, s in zip(items[valid].tolist(), scores[valid].tolist(), strict=True)
+        ]
+        if unknown is not None:
+            answer["unknown_items"] = unknown
+        return answer

@@ -1,0 +1,200 @@
+"""The real-time recommendation service: one BentoML service over a packaged walsrec model.
+
+    bentoml serve serving.service:WalsrecService      # or: python run.py serve
+
+Endpoints (POST, JSON): /recommend, /recommend_batch, /recommend_for_items, /similar_items,
+/score, /model_info; BentoML's own /healthz, /livez, /readyz and /metrics. The model is the
+BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another; it is loaded once per
+worker. This module imports neither ZenML nor TensorFlow, so a worker starts in about a second.
+
+Environment:
+    WALSREC_API_TOKEN      bearer token required on every endpoint but health (unset: open).
+    WALSREC_MODEL_TAG      BentoML model tag to serve (default walsrec:latest).
+    WALSREC_MAX_BODY_BYTES request body cap in bytes (default 1 MiB).
+    WALSREC_WORKERS        server worker processes (default 2; see bench/serve/README.md).
+"""
+
+from __future__ import annotations
+
+import os
+
+# One BLAS thread per worker: a request is a single matrix-vector product, and threads from
+# several workers fighting over the cores made p99 several times worse (bench/serve/README.md).
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import bentoml  # noqa: E402
+from pydantic import Field  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+
+from serving.guard import DEFAULT_MAX_BODY_BYTES, TOKEN_ENV, RequestGuard  # noqa: E402
+from serving.recommender import OnlineRecommender, RequestError  # noqa: E402
+from serving.schemas import (  # noqa: E402
+    MAX_BATCH_USERS,
+    MAX_GIVEN_ITEMS,
+    MAX_LISTED_ITEMS,
+    MAX_SCORED_ITEMS,
+    BatchRecommendations,
+    Id,
+    ModelInfo,
+    Rating,
+    Recommendations,
+    Scores,
+    SimilarItems,
+    TopK,
+)
+from walsrec.errors import WalsrecError  # noqa: E402
+from walsrec.model import RecommenderModel  # noqa: E402
+
+MODEL_TAG = os.environ.get("WALSREC_MODEL_TAG", "walsrec:latest")
+
+
+def _flag(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0").strip().lower() in ("1", "true", "yes")
+
+
+ItemList = list[Id]
+
+
+@bentoml.service(
+    name="walsrec",
+    description="WALS recommendations: top-k, new users by fold-in, similar items, scores.",
+    http={"host": "127.0.0.1", "port": 3000},
+    workers=int(os.environ.get("WALSREC_WORKERS", "2")),
+    # A log line per request raised p99 by ~25% at c=32 (bench/serve); metrics stay on /metrics.
+    logging={"access": {"enabled": _flag("WALSREC_ACCESS_LOG", False)}},
+    traffic={"timeout": 30},
+    # OpenTelemetry makes five spans per request even when nothing exports them: that was the
+    # largest part of BentoML's per-request cost. WALSREC_TRACING=1 keeps them.
+    tracing={"excluded_urls": None if _flag("WALSREC_TRACING", False) else [".*"]},
+    metrics={"enabled": _flag("WALSREC_METRICS", True), "namespace": "bentoml_service"},
+)
+class WalsrecService:
+    """Loads the model once per worker and answers from memory."""
+
+    # Declared so that `bentoml build` packs (and pins) this model into the Bento.
+    bento_model = bentoml.models.BentoModel(MODEL_TAG)
+
+    def __init__(self) -> None:
+        stored = _packaged_model()
+        self.model_tag = str(stored.tag)
+        self.labels = dict(stored.info.labels)
+        self.engine = OnlineRecommender(RecommenderModel.load(stored.path))
+
+    @bentoml.api
+    async def recommend(
+        self,
+        user_id: Id,
+        k: TopK = 10,
+        exclude_seen: bool = True,
+        allow_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
+        deny_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
+    ) -> Recommendations:
+        """Top-k items for a user; an unknown user gets the most popular items, flagged
+        `fallback`. `allow_items` restricts the candidates, `deny_items` removes some."""
+        return _answer(
+            Recommendations,
+            self.engine.recommend,
+            user_id,
+            k,
+            exclude_seen,
+            allow_items,
+            deny_items,
+        )
+
+    @bentoml.api
+    async def recommend_batch(
+        self,
+        user_ids: list[Id] = Field(min_length=1, max_length=MAX_BATCH_USERS),
+        k: TopK = 10,
+        exclude_seen: bool = True,
+    ) -> BatchRecommendations:
+        """Top-k for many users in one call (same rules as /recommend)."""
+        try:
+            self.engine.check_k(k)
+            results = [self.engine.recommend(user, k, exclude_seen) for user in user_ids]
+        except RequestError as error:
+            return _error(error)
+        return BatchRecommendations(results=results)
+
+    @bentoml.api
+    async def recommend_for_items(
+        self,
+        item_ids: list[Id] = Field(min_length=1, max_length=MAX_GIVEN_ITEMS),
+        ratings: list[Rating] | None = Field(None, max_length=MAX_GIVEN_ITEMS),
+        k: TopK = 10,
+        exclude_given: bool = True,
+        allow_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
+        deny_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
+    ) -> Recommendations:
+        """Top-k for a new user described by items (and optional ratings, one per item),
+        folded into the model with the training's least-squares solve. Unknown items are
+        listed back in `unknown_items`."""
+        return _answer(
+            Recommendations,
+            self.engine.recommend_for_items,
+            item_ids,
+            ratings,
+            k,
+            exclude_given,
+            allow_items,
+            deny_items,
+        )
+
+    @bentoml.api
+    async def similar_items(self, item_id: Id, k: TopK = 10) -> SimilarItems:
+        """The k items closest to `item_id` (cosine similarity of the item factors)."""
+        return _answer(SimilarItems, self.engine.similar_items, item_id, k)
+
+    @bentoml.api
+    async def score(
+        self,
+        user_id: Id,
+        item_ids: list[Id] = Field(min_length=1, max_length=MAX_SCORED_ITEMS),
+    ) -> Scores:
+        """Predicted scores of a user for items (popularity counts for an unknown user)."""
+        return _answer(Scores, self.engine.score, user_id, item_ids)
+
+    @bentoml.api
+    async def model_info(self) -> ModelInfo:
+        """The served model: ZenML model version, training time, metrics and sizes."""
+        return ModelInfo(**self.engine.info(self.model_tag, self.labels))
+
+
+def _packaged_model() -> bentoml.Model:
+    """The model to serve: the one pinned in the Bento when serving a Bento, else MODEL_TAG.
+
+    A Bento records the exact model version it was built with; reading it from there keeps
+    `bentoml serve <bento>` on that version even after newer models enter the store.
+    """
+    tag = MODEL_TAG
+    bento = getattr(WalsrecService, "bento", None)
+    if bento is not None:
+        info = next(s for s in bento.info.services if s.name == WalsrecService.name)
+        if info.models:
+            tag = str(info.models[0].tag)
+    try:
+        return bentoml.models.get(tag)
+    except bentoml.exceptions.NotFound as exc:
+        raise WalsrecError(
+            f"BentoML model {tag} is not in the BentoML model store: package a model first "
+            "(python run.py deploy) or set WALSREC_MODEL_TAG to one that exists"
+        ) from exc
+
+
+def _error(error: RequestError) -> JSONResponse:
+    return JSONResponse({"error": str(error), "field": error.field}, status_code=error.status)
+
+
+def _answer(model_type, method, *args):
+    try:
+        return model_type(**method(*args))
+    except RequestError as error:
+        return _error(error)
+
+
+WalsrecService.add_asgi_middleware(
+    RequestGuard,
+    token=os.environ.get(TOKEN_ENV) or None,
+    max_body_bytes=int(os.environ.get("WALSREC_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+)

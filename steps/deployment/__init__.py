@@ -1,0 +1,1 @@
+"""Deployment steps: a model version into the BentoML model store, then a Bento."""

@@ -1,0 +1,119 @@
+"""Packaging for real: `bentoml build` offline, and a trained model served by `bentoml serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import bentoml
+import pytest
+from zenml.client import Client
+from zenml.enums import ExecutionStatus
+
+import run as cli
+from pipelines import deployment_pipeline, training_pipeline
+from serving.cli import wait_until_ready
+from serving.packaging import build_bento
+from tests.conftest import PROJECT_ROOT
+from tests.pipelines.conftest import make_config
+
+# Any attempt to reach a package index during the build fails fast instead of hanging.
+OFFLINE = {
+    "PIP_NO_INDEX": "1",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+}
+
+
+def test_bentoml_build_makes_a_bento_offline(packaged_model: str, monkeypatch) -> None:
+    for name, value in OFFLINE.items():
+        monkeypatch.setenv(name, value)
+    tag = build_bento(packaged_model)
+    bento = bentoml.get(tag)
+    source = Path(bento.path, "src")
+    assert (source / "serving" / "service.py").is_file()
+    assert (source / "walsrec" / "model.py").is_file()
+    assert not (source / "serving" / "cli.py").exists()
+    assert not (source / "tests").exists() and not (source / "steps").exists()
+    (service_info,) = bento.info.services
+    assert [str(model.tag) for model in service_info.models] == [packaged_model]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _post(url: str, body: dict, token: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_trained_model_is_packaged_and_served_over_http(train_config) -> None:
+    model_name = "serving-integration"
+    trained = cli.run_pipeline(training_pipeline, train_config(model_name, wals={"epochs": 3}))
+    assert trained.status == ExecutionStatus.COMPLETED
+    # Its own BentoML model name: the in-process tests serve `walsrec` models.
+    config = make_config("deployment", model_name, bento={"bento_model_name": model_name})
+    deploy = cli.run_pipeline(deployment_pipeline, config)
+    steps = Client().get_pipeline_run(deploy.id).steps
+    model_tag = steps["model_packager"].outputs["bento_model_tag"][0].load()
+    bento_tag = steps["bento_builder"].outputs["bento_tag"][0].load()
+
+    stored = bentoml.models.get(model_tag)
+    assert stored.info.labels["zenml_model"] == model_name
+    assert stored.info.labels["zenml_version"] == str(trained.model_version.number)
+    assert float(stored.info.labels["ndcg_at_10"]) > 0
+
+    port = _free_port()
+    env = {**os.environ, "WALSREC_API_TOKEN": "integration-token"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", bento_tag, "--port", str(port)],
+        cwd=PROJECT_ROOT, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(f"{base}/readyz", server, timeout=120)
+        token = "integration-token"
+        status, info = _post(f"{base}/model_info", {}, token)
+        assert status == 200 and info["bento_model"] == model_tag
+        assert info["n_users"] == 943 and info["n_items"] > 1600
+
+        status, answer = _post(f"{base}/recommend", {"user_id": "1", "k": 5}, token)
+        assert status == 200 and answer["fallback"] is False and len(answer["items"]) == 5
+        assert all(item["title"] for item in answer["items"])  # ML-100K has titles
+        # Toy Story (1) and GoldenEye (2) as a new user's history: a fold-in, no fallback.
+        status, new_user = _post(
+            f"{base}/recommend_for_items", {"item_ids": ["1", "2"], "k": 5}, token
+        )
+        assert status == 200 and new_user["fallback"] is False
+        assert not {"1", "2"} & {item["item_id"] for item in new_user["items"]}
+
+        status, error = _post(f"{base}/recommend", {"user_id": "1", "k": 0}, token)
+        assert status == 400
+        assert _post(f"{base}/recommend", {"user_id": "1"})[0] == 401
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{base}/readyz", timeout=2)
