@@ -1,0 +1,115 @@
+"""Tuning: load -> split (with validation) -> study -> N workers -> best -> retrain -> register."""
+
+from __future__ import annotations
+
+from zenml import pipeline
+
+from steps import (
+    best_params_selector,
+    data_loader,
+    data_splitter,
+    model_evaluator,
+    model_promoter,
+    recommendation_writer,
+    test_pair_predictor,
+    tuned_model_trainer,
+    tuning_study,
+    tuning_worker,
+)
+
+
+@pipeline
+def tuning_pipeline(
+    data: dict,
+    preprocess: dict,
+    split: dict,
+    wals: dict,
+    blend: dict,
+    tuning: dict,
+    evaluation: dict,
+    promotion: dict,
+    output: dict,
+) -> None:
+    """Tune WALS (+ item-item blend) on validation, retrain the best on train + validation.
+
+    `tuning.n_workers` worker steps (`tuning_worker_0` .. `tuning_worker_{N-1}`) share one
+    study through its storage: one pod each on Kubeflow, one after the other locally. The
+    select-best step runs after all of them; the rest is the training pipeline's tail, so the
+    tuned model is evaluated, registered (with the study name and best parameters) and
+    promoted exactly like a trained one.
+
+    Args:
+        data, preprocess, split: as in the training pipeline; split.validation_ratio > 0.
+        wals: base WALS values (the search space overrides the tuned ones).
+        blend: base item-item blend values.
+        tuning: study, budget, storage, sampler, pruner and search space.
+        evaluation: ranking cut-off `k`.
+        promotion: the metric deciding promotion to production.
+        output: optional `topk_path` and `predictions_path` (every test pair).
+    """
+    interactions = data_loader(source=data["source"], data=data, id="data_loader")
+    test_interactions = None
+    if data.get("test_path"):
+        test_interactions = data_loader(source=data["test_path"], data=data, id="test_data_loader")
+    dataset = data_splitter(
+        interactions, split=split, preprocess=preprocess, test_interactions=test_interactions
+    )
+    study = tuning_study(data=data, split=split, wals=wals, blend=blend, tuning=tuning)
+    workers = [
+        tuning_worker(
+            dataset,
+            study,
+            wals=wals,
+            blend=blend,
+            tuning=tuning,
+            worker_index=index,
+            id=f"tuning_worker_{index}",
+        )
+        for index in range(int(tuning.get("n_workers", 1)))
+    ]
+    best = best_params_selector(study, tuning=tuning, after=workers)[0]
+    model, evaluation_dataset = tuned_model_trainer(
+        dataset, best, wals=wals, blend=blend, evaluation=evaluation
+    )
+    evaluation_result = model_evaluator(model, evaluation_dataset, evaluation=evaluation)[0]
+    model_promoter(evaluation_result, promotion=promotion)
+    if output.get("topk_path"):
+        recommendation_writer(model, output=output)
+    if output.get("predictions_path"):
+        test_pair_predictor(
+            model,
+            evaluation_dataset,
+            output_path=output["predictions_path"],
+            test_interactions=test_interactions,
+        )
+
+
+def tuning_report(run_id: str) -> str:
+    """What `python run.py tune` prints: model version, study, best params, test metrics."""
+    from zenml.client import Client
+
+    from walsrec.reports import metrics_table_markdown
+
+    run = Client().get_pipeline_run(run_id)
+    best = run.steps["best_params_selector"].outputs["best_params"][0].load()
+    evaluation = run.steps["model_evaluator"].outputs["metrics"][0].load()
+    promoted = run.steps["model_promoter"].outputs["promoted"][0].load()
+    lines = ["", f"Pipeline run:   {run.name} ({run.status})"]
+    version = run.model_version
+    if version is not None:
+        stage = "production" if promoted else (version.stage or "none")
+        lines.append(f"Model version:  {version.model.name} version {version.number} ({stage})")
+    lines += [
+        f"Study:          {best['study_name']} on {best['storage']} ({best['states']})",
+        f"Best trial:     {best['best_trial']}: validation {best['objective']} = "
+        f"{best['best_value']:.5f}",
+        f"Best params:    {best['best_params']}",
+        f"Test metrics (k={evaluation.get('k')}), retrained on train + validation:",
+        metrics_table_markdown(evaluation.get("metrics") or {}),
+    ]
+    for step_name, key in (("recommendation_writer", "topk_path"), ("test_pair_predictor", "")):
+        if step_name in run.steps:
+            parameters = run.steps[step_name].config.parameters
+            path = parameters.get("output", {}).get(key) if key else parameters.get("output_path")
+            lines.append(f"Wrote:          {path}")
+    return "\n".join(lines)

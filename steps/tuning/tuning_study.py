@@ -1,0 +1,59 @@
+"""Create (or resume) the Optuna study and queue exactly the configured number of trials."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from zenml import log_metadata, step
+
+from walsrec.tuning import (
+    TuningConfig,
+    derive_study_name,
+    open_storage,
+    prepare_study,
+    redact_url,
+    resolve_storage_url,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@step(enable_cache=False)  # the study lives in external storage: always look at it
+def tuning_study(
+    data: dict, split: dict, wals: dict, blend: dict, tuning: dict
+) -> Annotated[dict, "study"]:
+    """Create the study or load it (a rerun resumes it) and top up its trial queue.
+
+    Args:
+        data: the `data:` section (its source goes into the derived study name).
+        split: the `split:` section.
+        wals: the base WALS values.
+        blend: the base blend values.
+        tuning: the `tuning:` section.
+
+    Returns:
+        {"study_name", "storage" (password redacted), "objective", "existing", "enqueued"}.
+    """
+    config = TuningConfig.from_dict(tuning)
+    url = resolve_storage_url(config.storage)
+    name = derive_study_name(config, wals, blend or {}, split, str(data.get("source")))
+    storage = open_storage(
+        url, heartbeat_interval=config.heartbeat_interval, grace_period=config.grace_period
+    )
+    counts = prepare_study(storage, name, config)
+    logger.info(
+        "study %s on %s: %d trials kept, %d queued",
+        name,
+        redact_url(url),
+        counts["existing"],
+        counts["enqueued"],
+    )
+    study = {
+        "study_name": name,
+        "storage": redact_url(url),
+        "objective": config.objective,
+        **counts,
+    }
+    log_metadata(metadata={"tuning_study": study}, infer_model=True)
+    return study

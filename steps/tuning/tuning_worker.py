@@ -1,0 +1,54 @@
+"""One tuning worker: run queued trials of the shared study on the validation split."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from zenml import step
+
+from walsrec.data import Dataset
+from walsrec.tuning import (
+    TuningConfig,
+    ValidationObjective,
+    open_storage,
+    resolve_storage_url,
+    run_worker,
+    validation_folds,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def objective_for(dataset: Dataset, config: TuningConfig, wals: dict, blend: dict):
+    """The objective of a dataset: built from its train and validation parts only."""
+    folds = validation_folds(
+        dataset.train, dataset.validation, config.validation_folds, seed=config.sampler_seed
+    )
+    return ValidationObjective(folds, config.search_space, config.objective, wals, blend)
+
+
+@step(enable_cache=False)
+def tuning_worker(
+    dataset: Dataset, study: dict, wals: dict, blend: dict, tuning: dict, worker_index: int
+) -> Annotated[dict, "worker_summary"]:
+    """Pop and run trials until the study's queue is empty or the time budget is spent.
+
+    Several workers (one pod each on Kubeflow) share the study through its storage; on the
+    local orchestrator they run one after the other and the first one does all the work.
+
+    Returns:
+        The worker's counts: trials run, complete, pruned, failed, best value, timed out.
+    """
+    config = TuningConfig.from_dict(tuning)
+    storage = open_storage(
+        resolve_storage_url(config.storage),
+        heartbeat_interval=config.heartbeat_interval,
+        grace_period=config.grace_period,
+    )
+    objective = objective_for(dataset, config, wals, blend or {})
+    summary = run_worker(
+        storage, study["study_name"], objective, config, worker=f"worker {worker_index}"
+    )
+    logger.info("tuning worker %d: %s", worker_index, summary)
+    return summary

@@ -1,0 +1,163 @@
+"""The tuning core: search space, storage resolution, the validation-only objective, blends."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from walsrec.data import SplitConfig, build_dataset, load_source
+from walsrec.ensemble import BlendConfig, blend_model, blended_score_fn
+from walsrec.errors import ConfigError, DataError
+from walsrec.itemknn import ease_item_weights
+from walsrec.training import train_model
+from walsrec.tuning import (
+    STORAGE_ENV,
+    SearchSpace,
+    TuningConfig,
+    ValidationObjective,
+    derive_study_name,
+    predict_every_pair,
+    redact_url,
+    resolve_storage_url,
+    validation_folds,
+)
+from walsrec.wals import WALSConfig
+
+FAST_WALS = {"n_factors": 8, "regularization": 10.0, "alpha": 1.0, "epochs": 3}
+SPACE = {
+    "regularization": {"type": "float", "low": 1.0, "high": 100.0, "log": True},
+    "n_factors": {"type": "int", "low": 4, "high": 12, "step": 4},
+    "item_item_weight": {"type": "float", "low": 0.0, "high": 0.6},
+    "observed_weighting": {"choices": ["linear", "log"]},
+    "epochs": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def dataset(ml100k_dir: Path):
+    interactions = load_source(str(ml100k_dir))
+    return build_dataset(interactions, split=SplitConfig(test_ratio=0.25, validation_ratio=0.2))
+
+
+def test_search_space_from_yaml_values_and_errors() -> None:
+    space = SearchSpace.from_dict(SPACE)
+    assert {p.name for p in space.parameters} == {
+        "regularization",
+        "n_factors",
+        "item_item_weight",
+        "observed_weighting",
+    }
+    assert space.fixed == {"epochs": 3}
+    trial = optuna.create_study().ask()
+    params = space.sample(trial)
+    assert 1.0 <= params["regularization"] <= 100.0 and params["n_factors"] in (4, 8, 12)
+    with pytest.raises(ConfigError, match="search_space.n_factor"):
+        SearchSpace.from_dict({"n_factor": {"type": "int", "low": 1, "high": 2}})
+    with pytest.raises(ConfigError, match="log scale needs low > 0"):
+        SearchSpace.from_dict({"alpha": {"type": "float", "low": 0, "high": 2, "log": True}})
+    with pytest.raises(ConfigError, match="tuning.objective"):
+        TuningConfig.from_dict({"objective": "accuracy"})
+    with pytest.raises(ConfigError, match="unknown tuning key"):
+        TuningConfig.from_dict({"n_trails": 5})
+    assert TuningConfig.from_dict({"objective": "rmse"}).direction == "minimize"
+
+
+def test_storage_resolution_and_password_never_shown(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    default = resolve_storage_url(None, state_dir=tmp_path / "state")
+    assert default == f"sqlite:///{(tmp_path / 'state' / 'optuna.db').resolve()}"
+    assert resolve_storage_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    monkeypatch.setenv(STORAGE_ENV, "mysql+pymysql://user:s3cret@db:3306/optuna")
+    url = resolve_storage_url("postgresql://u@h/db")
+    assert url.endswith("@db:3306/optuna")  # the environment wins over the config
+    assert "s3cret" not in redact_url(url) and "***" in redact_url(url)
+
+
+def test_study_name_is_stable_and_ignores_the_budget() -> None:
+    config = TuningConfig.from_dict({"search_space": SPACE, "n_trials": 5})
+    bigger = dataclasses.replace(config, n_trials=50, timeout=60)
+    name = derive_study_name(config, FAST_WALS, {}, {"seed": 42}, "ml-100k")
+    assert name == derive_study_name(bigger, FAST_WALS, {}, {"seed": 42}, "ml-100k")
+    assert name != derive_study_name(config, FAST_WALS, {}, {"seed": 7}, "ml-100k")
+
+
+def _objective_values(dataset, n_trials: int = 2) -> list[float]:
+    folds = validation_folds(dataset.train, dataset.validation)
+    objective = ValidationObjective(
+        folds, SearchSpace.from_dict(SPACE), "ndcg@10", FAST_WALS, {"item_item_l2": 300.0}
+    )
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
+    study.optimize(objective, n_trials=n_trials)
+    return [trial.value for trial in study.trials]
+
+
+def test_objective_never_sees_the_test_split(dataset) -> None:
+    # Poison the test part: different pairs, absurd values. The objective is built from the
+    # train and validation parts only, so its values can't change.
+    rng = np.random.default_rng(0)
+    poisoned_test = sp.random(
+        dataset.n_users, dataset.n_items, density=0.05, format="csr", random_state=rng
+    )
+    poisoned_test.data[:] = 1e6
+    poisoned = dataclasses.replace(dataset, test=poisoned_test)
+    assert _objective_values(dataset) == _objective_values(poisoned)
+
+    # The objective accepts validation folds only, never a whole dataset.
+    with pytest.raises(DataError, match="ValidationFold"):
+        ValidationObjective([dataset], SearchSpace.from_dict(SPACE))
+    without_validation = dataclasses.replace(dataset, validation=None)
+    with pytest.raises(DataError, match="validation_ratio"):
+        validation_folds(without_validation.train, without_validation.validation)
+
+
+def test_extra_validation_folds_are_disjoint_and_same_size(dataset) -> None:
+    folds = validation_folds(dataset.train, dataset.validation, n_folds=3, seed=1)
+    combined = (dataset.train + dataset.validation).tocsr()
+    for fold in folds:
+        assert (fold.train + fold.validation - combined).nnz == 0
+        assert fold.train.multiply(fold.validation).nnz == 0
+        assert abs(fold.validation.nnz - dataset.validation.nnz) < 0.02 * dataset.validation.nnz
+    assert (folds[1].validation - folds[2].validation).nnz > 0
+
+
+def test_blend_as_factors_scores_like_the_blend(dataset) -> None:
+    model = train_model(dataset, WALSConfig(**FAST_WALS), validation_every_epoch=False)
+    blend = BlendConfig(item_item_weight=0.4, item_item_l2=200.0)
+    blended = blend_model(model, blend)
+    weights = ease_item_weights(model.seen, 200.0)
+    assert np.allclose(np.diag(weights), 0)
+    users = np.arange(25)
+    expected = blended_score_fn(model.score_users, model.seen, weights, blend)(users)
+    np.testing.assert_allclose(blended.score_users(users), expected, rtol=1e-4, atol=1e-5)
+    assert blended.metadata["blend"]["wals_factors"] == 8
+    assert blend_model(model, BlendConfig()) is model
+    with pytest.raises(ConfigError, match="max_items"):
+        ease_item_weights(model.seen, 10.0, max_items=100)
+
+
+def test_every_test_pair_gets_a_prediction(dataset, caplog) -> None:
+    config = WALSConfig(
+        **{**FAST_WALS, "mode": "explicit", "use_biases": True, "unobserved_weight": 0.0}
+    )
+    with caplog.at_level(logging.WARNING):
+        model = train_model(dataset, config, validation_every_epoch=False)
+    known_user, known_item = str(model.user_ids[0]), str(model.item_ids[0])
+    pairs = pd.DataFrame(
+        {
+            "user_id": [known_user, known_user, "nobody", "nobody"],
+            "item_id": [known_item, "no-item", known_item, "no-item"],
+        }
+    )
+    predicted = predict_every_pair(model, pairs)["prediction"].to_numpy()
+    mean = model.global_mean
+    assert predicted[0] == pytest.approx(float(model.predict(np.array([0]), np.array([0]))[0]))
+    assert predicted[1] == pytest.approx(mean + model.user_bias[0], rel=1e-5)
+    assert predicted[2] == pytest.approx(mean + model.item_bias[0], rel=1e-5)
+    assert predicted[3] == pytest.approx(mean, rel=1e-6)

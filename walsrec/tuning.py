@@ -1,0 +1,912 @@
+"""Hyperparameter tuning with Optuna on the validation split only, framework-free.
+
+The flow, each part one function:
+
+- `TuningConfig.from_dict`: the `tuning:` section of a config (search space, budget, objective,
+  storage, sampler, pruner, heartbeat).
+- `resolve_storage_url` / `open_storage`: where the study lives: the env var
+  `WALSREC_TUNING_STORAGE`, else `tuning.storage` (any SQLAlchemy URL, or `journal:///path` for
+  a file-based journal that several local processes can share), else a SQLite file in the
+  project's state directory. Passwords are never logged (`redact_url`).
+- `prepare_study`: create or load the study (its name derived from the config) and top up its
+  queue to exactly `n_trials` trials. The queue is what makes several workers on one storage
+  produce one study with no duplicated or lost trial: every trial is created here, once, as
+  WAITING, and a worker only ever runs a trial it popped atomically from the storage.
+- `validation_folds` + `ValidationObjective`: the objective sees the train and validation
+  matrices and nothing else, so the test split cannot reach it. Each trial trains WALS and
+  reports the validation metric after every sweep, so the pruner stops hopeless trials early.
+- `run_worker`: pop and run trials until the queue is empty (or the time budget is spent),
+  with a heartbeat: a trial whose worker died (SIGKILL, a lost pod) is marked FAIL once its
+  heartbeat is older than the grace period, and a copy of it goes back into the queue.
+- `best_trial_params`, `train_best_model`: retrain with the best parameters on
+  train + validation, for the test evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from walsrec.data import Dataset
+from walsrec.data.splits import random_holdout
+from walsrec.ensemble import BlendConfig, blend_model, blended_score_fn
+from walsrec.errors import ConfigError, DataError, WalsrecError
+from walsrec.itemknn import ease_item_weights
+from walsrec.metrics import RANKING_METRICS, evaluate, rating_metrics
+from walsrec.model import RecommenderModel
+from walsrec.training import train_model
+from walsrec.wals import WALSConfig, WALSModel, train_wals
+
+__all__ = [
+    "STORAGE_ENV",
+    "ParameterSpec",
+    "SearchSpace",
+    "TuningConfig",
+    "ValidationFold",
+    "ValidationObjective",
+    "best_trial_params",
+    "default_state_dir",
+    "open_storage",
+    "predict_every_pair",
+    "prepare_study",
+    "redact_url",
+    "resolve_storage_url",
+    "run_worker",
+    "study_summary",
+    "train_best_model",
+    "validation_folds",
+]
+
+logger = logging.getLogger(__name__)
+# WALS's per-epoch INFO lines would drown the trial lines: trials log at WARNING and above.
+_TRIAL_LOG = logging.getLogger(f"{__name__}.trial")
+_TRIAL_LOG.setLevel(logging.WARNING)
+
+STORAGE_ENV = "WALSREC_TUNING_STORAGE"
+STATE_DIR_ENV = "WALSREC_STATE_DIR"
+JOURNAL_PREFIX = "journal://"
+RATING_OBJECTIVES = ("rmse", "mae")
+WALS_KEYS = tuple(f.name for f in dataclasses.fields(WALSConfig))
+BLEND_KEYS = tuple(f.name for f in dataclasses.fields(BlendConfig))
+PARAMETER_TYPES = ("int", "float", "categorical")
+
+
+# --------------------------------------------------------------------------------------------
+# Search space and configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One tuned parameter: an int or float range (optionally log-scaled), or choices."""
+
+    name: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple = ()
+
+    @classmethod
+    def from_dict(cls, name: str, values: Mapping[str, Any]) -> ParameterSpec:
+        """Build from `{type, low, high, log, step}` or `{type: categorical, choices}`."""
+        where = f"tuning.search_space.{name}"
+        unknown = sorted(set(values) - {"type", "low", "high", "log", "step", "choices"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        kind = values.get("type") or ("categorical" if "choices" in values else "float")
+        if kind not in PARAMETER_TYPES:
+            raise ConfigError(f"{where}.type must be one of {', '.join(PARAMETER_TYPES)}")
+        if kind == "categorical":
+            choices = values.get("choices")
+            if not isinstance(choices, list | tuple) or not choices:
+                raise ConfigError(f"{where}.choices must be a non-empty list")
+            return cls(name, kind, choices=tuple(choices))
+        low, high = values.get("low"), values.get("high")
+        for key, bound in (("low", low), ("high", high)):
+            if isinstance(bound, bool) or not isinstance(bound, int | float):
+                raise ConfigError(f"{where}.{key} must be a number, got {bound!r}")
+        if low > high:
+            raise ConfigError(f"{where}: low {low} is above high {high}")
+        log = bool(values.get("log", False))
+        if log and low <= 0:
+            raise ConfigError(f"{where}: a log scale needs low > 0, got {low}")
+        step = values.get("step")
+        if step is not None and log:
+            raise ConfigError(f"{where}: step and log can't be combined")
+        if kind == "int":
+            return cls(name, kind, int(low), int(high), log, int(step) if step else None)
+        return cls(name, kind, float(low), float(high), log, float(step) if step else None)
+
+    def suggest(self, trial: Any) -> Any:
+        """Sample this parameter from an Optuna trial."""
+        if self.type == "categorical":
+            return trial.suggest_categorical(self.name, list(self.choices))
+        if self.type == "int":
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
+            )
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Tuned parameters (WALS config keys and blend keys), and values fixed for every trial."""
+
+    parameters: tuple[ParameterSpec, ...] = ()
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> SearchSpace:
+        """Each key is a WALS or blend key: a mapping is a range or choices, a scalar is fixed.
+
+        Raises:
+            ConfigError: an unknown key or an invalid range.
+        """
+        if values is None:
+            return cls()
+        if not isinstance(values, Mapping):
+            raise ConfigError("tuning.search_space must be a mapping of parameter -> range")
+        parameters, fixed = [], {}
+        for name, spec in values.items():
+            if name not in WALS_KEYS + BLEND_KEYS:
+                raise ConfigError(
+                    f"tuning.search_space.{name} is neither a WALS key ({', '.join(WALS_KEYS)}) "
+                    f"nor a blend key ({', '.join(BLEND_KEYS)})"
+                )
+            if isinstance(spec, Mapping):
+                parameters.append(ParameterSpec.from_dict(name, spec))
+            else:
+                fixed[name] = spec
+        return cls(tuple(parameters), fixed)
+
+    def sample(self, trial: Any) -> dict[str, Any]:
+        """The fixed values plus one sample of every tuned parameter."""
+        values = dict(self.fixed)
+        for parameter in self.parameters:
+            values[parameter.name] = parameter.suggest(trial)
+        return values
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """The `tuning:` section of a config.
+
+    Attributes:
+        search_space: what is tuned (see `SearchSpace`).
+        objective: "ndcg@10" (or any ranking metric at k, maximized) or "rmse"/"mae"
+            (minimized, rating prediction).
+        n_trials: trials in the study, over all workers together.
+        timeout: seconds after which a worker starts no new trial (None: no limit).
+        n_workers: parallel tuning steps of the pipeline (one pod each on Kubeflow).
+        study_name: None derives it from the config (so a rerun resumes the same study).
+        storage: an SQLAlchemy URL or journal:///path; None: env var, else the SQLite default.
+        sampler_seed, n_startup_trials, multivariate: the TPE sampler.
+        pruning, pruner_startup_trials, pruner_warmup_epochs: the median pruner on the
+            per-epoch validation metric.
+        validation_folds: average the objective over this many validation splits (the
+            configured one, then re-draws of the same size from train + validation).
+        heartbeat_interval, grace_period: seconds; a RUNNING trial without a heartbeat for
+            grace_period is failed and retried.
+        progress: a progress bar over trials with the best value.
+    """
+
+    search_space: SearchSpace = SearchSpace()
+    objective: str = "ndcg@10"
+    n_trials: int = 50
+    timeout: float | None = None
+    n_workers: int = 1
+    study_name: str | None = None
+    storage: str | None = None
+    sampler_seed: int = 42
+    n_startup_trials: int = 10
+    multivariate: bool = True
+    pruning: bool = True
+    pruner_startup_trials: int = 5
+    pruner_warmup_epochs: int = 3
+    validation_folds: int = 1
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> TuningConfig:
+        """Build and validate from the `tuning:` section.
+
+        Raises:
+            ConfigError: an unknown key or an invalid value, naming it.
+        """
+        values = dict(values or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(str(key) for key in values if key not in valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown tuning key(s) {', '.join(unknown)}; valid keys are {', '.join(valid)}"
+            )
+        values["search_space"] = SearchSpace.from_dict(values.get("search_space"))
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Check every value; raises ConfigError naming the key."""
+        for key in (
+            "n_trials",
+            "n_workers",
+            "n_startup_trials",
+            "pruner_startup_trials",
+            "validation_folds",
+            "heartbeat_interval",
+            "grace_period",
+        ):
+            value = getattr(self, key)
+            minimum = 0 if key in ("n_startup_trials", "pruner_startup_trials") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"tuning.{key} must be an integer >= {minimum}, got {value!r}")
+        if self.timeout is not None and not (
+            isinstance(self.timeout, int | float) and self.timeout > 0
+        ):
+            raise ConfigError(f"tuning.timeout must be a number of seconds > 0, got {self.timeout}")
+        if self.grace_period <= self.heartbeat_interval:
+            raise ConfigError(
+                f"tuning.grace_period ({self.grace_period}) must exceed tuning.heartbeat_interval "
+                f"({self.heartbeat_interval}), or live trials would be failed"
+            )
+        metric_k(self.objective)
+
+    @property
+    def direction(self) -> str:
+        """'minimize' for rating errors, 'maximize' for ranking metrics."""
+        return "minimize" if self.objective in RATING_OBJECTIVES else "maximize"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (used for the derived study name)."""
+        values = dataclasses.asdict(self)
+        values["search_space"] = {
+            "parameters": [dataclasses.asdict(p) for p in self.search_space.parameters],
+            "fixed": dict(self.search_space.fixed),
+        }
+        return values
+
+
+def metric_k(objective: str) -> int | None:
+    """k of a ranking objective like "ndcg@10", None for rmse/mae; ConfigError otherwise."""
+    if objective in RATING_OBJECTIVES:
+        return None
+    name, _, k = str(objective).partition("@")
+    if name not in RANKING_METRICS or name == "coverage" or not k.isdigit() or int(k) < 1:
+        allowed = [f"{m}@10" for m in RANKING_METRICS if m != "coverage"] + list(RATING_OBJECTIVES)
+        raise ConfigError(f"tuning.objective {objective!r} must be one of {', '.join(allowed)}")
+    return int(k)
+
+
+def derive_study_name(
+    tuning: TuningConfig, wals: Mapping, blend: Mapping, split: Mapping, source: str
+) -> str:
+    """A stable name from everything that defines the study, so a rerun resumes it.
+
+    The budget (n_trials, timeout, workers) is left out: raising n_trials continues the study.
+    """
+    if tuning.study_name:
+        return tuning.study_name
+    defining = tuning.to_dict()
+    for key in ("n_trials", "timeout", "n_workers", "storage", "progress", "study_name"):
+        defining.pop(key, None)
+    payload = json.dumps(
+        {"tuning": defining, "wals": wals, "blend": blend, "split": split, "source": source},
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
+    return f"walsrec-{tuning.objective.replace('@', '-at-')}-{digest}"
+
+
+# --------------------------------------------------------------------------------------------
+# Storage
+# --------------------------------------------------------------------------------------------
+
+
+def default_state_dir() -> Path:
+    """$WALSREC_STATE_DIR, else `state/` at the project root (gitignored)."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    return Path(__file__).resolve().parent.parent / "state"
+
+
+def resolve_storage_url(configured: str | None = None, state_dir: Path | None = None) -> str:
+    """The study storage: $WALSREC_TUNING_STORAGE, else `configured`, else SQLite in state/.
+
+    The environment wins so that a password can stay out of YAML files (a Kubernetes secret
+    sets the variable in every pod).
+    """
+    url = os.environ.get(STORAGE_ENV) or configured
+    if url:
+        return str(url)
+    state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(state_dir / 'optuna.db').resolve()}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, safe to log and to store as metadata."""
+    if url.startswith(JOURNAL_PREFIX):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: show only its scheme
+        return url.split("://", 1)[0] + "://***"
+
+
+def open_storage(url: str, *, heartbeat_interval: int = 10, grace_period: int = 30) -> Any:
+    """An Optuna storage for `url`, with heartbeats where the backend supports them.
+
+    `journal:///path/file.log` is a JournalStorage on a file (safe for several processes on one
+    machine, where SQLite would lock); anything else is an SQLAlchemy URL (RDBStorage with
+    heartbeat: a trial whose process died is failed after `grace_period` seconds and retried).
+
+    Raises:
+        WalsrecError: the database can't be reached (the message names the redacted URL).
+    """
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX) :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        # Wait for a lock instead of failing at once when two processes write together.
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=3)
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=retry,
+            )
+    except optuna.exceptions.OptunaError:
+        raise
+    except Exception as error:
+        raise WalsrecError(
+            f"cannot open the tuning storage {redact_url(url)}: {type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}".replace(url, redact_url(url))
+        ) from None
+
+
+def _sampler_and_pruner(config: TuningConfig, worker: str = "") -> tuple[Any, Any]:
+    """One per worker, kept across its trials: a sampler re-created per trial would replay the
+    same seeded draws. Workers get different seeds, or parallel ones would sample alike."""
+    import optuna
+
+    seed = config.sampler_seed
+    if worker:
+        seed += int(hashlib.sha256(worker.encode()).hexdigest()[:6], 16)
+    sampler = optuna.samplers.TPESampler(
+        seed=seed,
+        n_startup_trials=config.n_startup_trials,
+        multivariate=config.multivariate,
+    )
+    if config.pruning:
+        pruner = optuna.pruners.MedianPruner(
+            n_startup_trials=config.pruner_startup_trials,
+            n_warmup_steps=config.pruner_warmup_epochs,
+        )
+    else:
+        pruner = optuna.pruners.NopPruner()
+    return sampler, pruner
+
+
+def _load_study(
+    storage: Any, study_name: str, config: TuningConfig, components: tuple | None = None
+) -> Any:
+    import optuna
+
+    sampler, pruner = components or _sampler_and_pruner(config)
+    return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+
+
+def prepare_study(storage: Any, study_name: str, config: TuningConfig) -> dict[str, int]:
+    """Create the study (or load it) and top up its queue to exactly `config.n_trials` trials.
+
+    Trials that failed are not counted (a failed trial is retried), every other trial is:
+    complete, pruned, running and waiting. Call it once before the workers start (the
+    pipeline's study step); two concurrent calls could both top up.
+
+    Returns:
+        {"existing": trials kept from earlier runs, "enqueued": new trials queued}.
+
+    Raises:
+        ConfigError: an existing study with this name optimizes in the other direction.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    sampler, pruner = _sampler_and_pruner(config)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction=config.direction,
+        load_if_exists=True,
+    )
+    if study.direction.name.lower() != config.direction:
+        raise ConfigError(
+            f"study {study_name!r} already exists and {study.direction.name.lower()}s; "
+            f"objective {config.objective} needs {config.direction}: set tuning.study_name"
+        )
+    _fail_stale_trials(study)
+    counted = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+    missing = max(config.n_trials - len(counted), 0)
+    for _ in range(missing):
+        # Empty fixed params: the sampler chooses every value when a worker pops the trial.
+        study.enqueue_trial({}, skip_if_exists=False)
+    study.set_user_attr("objective", config.objective)
+    study.set_user_attr("n_trials", config.n_trials)
+    return {"existing": len(counted), "enqueued": missing}
+
+
+# --------------------------------------------------------------------------------------------
+# The objective: validation data only
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationFold:
+    """A training matrix and the validation matrix scored against it; never test data."""
+
+    train: sp.csr_matrix
+    validation: sp.csr_matrix
+
+
+def validation_folds(
+    train: sp.spmatrix, validation: sp.spmatrix, n_folds: int = 1, seed: int = 42
+) -> list[ValidationFold]:
+    """The configured split, then `n_folds - 1` re-draws of a same-sized per-user holdout.
+
+    Only the training part and the validation part of a dataset go in, so nothing derived from
+    them can contain a test interaction.
+
+    Raises:
+        DataError: there is no validation data.
+    """
+    if validation is None or validation.nnz == 0:
+        raise DataError(
+            "tuning needs a validation split: set split.validation_ratio > 0 (e.g. 0.2)"
+        )
+    train, validation = sp.csr_matrix(train), sp.csr_matrix(validation)
+    folds = [ValidationFold(train, validation)]
+    if n_folds <= 1:
+        return folds
+    combined = (train + validation).tocoo()
+    ratio = validation.nnz / combined.nnz
+    for fold in range(1, n_folds):
+        held = random_holdout(combined.row, ratio, np.random.default_rng([seed, 1000 + fold]))
+        parts = []
+        for mask in (~held, held):
+            part = sp.csr_matrix(
+                (combined.data[mask], (combined.row[mask], combined.col[mask])),
+                shape=combined.shape,
+            )
+            part.sort_indices()
+            parts.append(part)
+        folds.append(ValidationFold(*parts))
+    return folds
+
+
+class ValidationObjective:
+    """Optuna objective: train WALS (and the blend) per fold, score on validation.
+
+    It holds `ValidationFold`s only. The value after each epoch of the first fold is reported
+    to the trial, so the pruner can stop a trial early; with several folds, the objective is
+    their mean.
+    """
+
+    def __init__(
+        self,
+        folds: list[ValidationFold],
+        search_space: SearchSpace,
+        objective: str = "ndcg@10",
+        base_wals: Mapping[str, Any] | None = None,
+        base_blend: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not folds or not all(isinstance(fold, ValidationFold) for fold in folds):
+            raise DataError("the tuning objective needs at least one ValidationFold")
+        self.folds = list(folds)
+        self.search_space = search_space
+        self.objective = objective
+        self.k = metric_k(objective)
+        self.base_wals = dict(base_wals or {})
+        self.base_blend = dict(base_blend or {})
+
+    def configs(self, params: Mapping[str, Any]) -> tuple[WALSConfig, BlendConfig]:
+        """The WALS and blend configs of one trial's parameters over the base values."""
+        wals = {**self.base_wals, **{k: v for k, v in params.items() if k in WALS_KEYS}}
+        blend = {**self.base_blend, **{k: v for k, v in params.items() if k in BLEND_KEYS}}
+        if self.k is None:  # rating prediction: the item-item scores are not ratings
+            blend["item_item_weight"] = 0.0
+        return WALSConfig.from_dict(wals), BlendConfig.from_dict(blend)
+
+    def score(self, model: WALSModel, fold: ValidationFold, score_fn: Callable | None) -> float:
+        """The objective on one fold's validation matrix."""
+        if self.k is None:
+            held = fold.validation.tocoo()
+            predicted = model.predict(held.row, held.col)
+            return rating_metrics(predicted, held.data)[self.objective]
+        metrics = evaluate(score_fn or model.score_users, fold.train, fold.validation, k=self.k)
+        return float(metrics[self.objective])
+
+    def __call__(self, trial: Any) -> float:
+        wals_config, blend = self.configs(self.search_space.sample(trial))
+        values = [
+            self._fold_value(trial, index, fold, wals_config, blend)
+            for index, fold in enumerate(self.folds)
+        ]
+        trial.set_user_attr("fold_values", [float(v) for v in values])
+        return float(np.mean(values))
+
+    def _fold_value(
+        self,
+        trial: Any,
+        index: int,
+        fold: ValidationFold,
+        wals_config: WALSConfig,
+        blend: BlendConfig,
+    ) -> float:
+        """Train on one fold; the first fold reports every epoch to the pruner."""
+        import optuna
+
+        item_weights = None
+        if blend.enabled:
+            item_weights = ease_item_weights(
+                fold.train, blend.item_item_l2, max_items=blend.max_items
+            )
+        curve: list[float] = []
+
+        def on_epoch(epoch: int, model: WALSModel) -> bool:
+            score_fn = blended_score_fn(model.score_users, fold.train, item_weights, blend)
+            curve.append(self.score(model, fold, score_fn))
+            if index == 0:
+                trial.report(curve[-1], epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch}: {curve[-1]:.5f}")
+            return False
+
+        train_wals(fold.train, wals_config, callback=on_epoch, log=_TRIAL_LOG)
+        return curve[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# Workers
+# --------------------------------------------------------------------------------------------
+
+
+class _Heartbeat:
+    """Records a trial's heartbeat every interval in a daemon thread (RDB storages only)."""
+
+    def __init__(self, storage: Any, trial_id: int) -> None:
+        from optuna.storages._heartbeat import is_heartbeat_enabled  # no public equivalent
+
+        self._stop = threading.Event()
+        self._thread = None
+        if is_heartbeat_enabled(storage):
+            interval = storage.get_heartbeat_interval()
+            storage.record_heartbeat(trial_id)
+
+            def beat() -> None:
+                while not self._stop.wait(interval):
+                    storage.record_heartbeat(trial_id)
+
+            self._thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}")
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _fail_stale_trials(study: Any) -> None:
+    """Fail RUNNING trials whose heartbeat is older than the grace period (and queue retries)."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _pop_waiting_trial(study: Any) -> int | None:
+    """Atomically take a WAITING trial (the storage refuses a trial another worker took)."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    # Optuna's own pop (Study._pop_waiting_trial_id) falls back to creating a new trial, which
+    # would overrun the budget when another worker took the last one; this one never creates.
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                return trial._trial_id
+        except UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def _best_value(study: Any) -> float | None:
+    from optuna.trial import TrialState
+
+    values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if not values:
+        return None
+    return min(values) if study.direction.name == "MINIMIZE" else max(values)
+
+
+def run_worker(
+    storage: Any,
+    study_name: str,
+    objective: Callable[[Any], float],
+    config: TuningConfig,
+    *,
+    worker: str = "worker",
+    poll_seconds: float = 1.0,
+) -> dict[str, Any]:
+    """Run queued trials of the study until none is left, or `config.timeout` has passed.
+
+    A worker never creates a trial: it pops WAITING ones, so any number of workers on one
+    storage run exactly the queued trials. When the queue is empty but trials are still
+    RUNNING, it waits for them: one of them may belong to a dead worker, and after the grace
+    period the heartbeat check fails it and queues a retry, which this worker then runs.
+
+    Returns:
+        {"worker", "trials_run", "complete", "pruned", "failed", "best_value", "timed_out"}.
+    """
+    from optuna.trial import TrialState
+
+    started = time.monotonic()
+    counts = {"complete": 0, "pruned": 0, "failed": 0}
+    bar = None
+    components = _sampler_and_pruner(config, worker)
+    study = _load_study(storage, study_name, config, components)
+    if config.progress:
+        from tqdm import tqdm
+
+        finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
+        done = len(study.get_trials(deepcopy=False, states=finished_states))
+        bar = tqdm(total=config.n_trials, initial=done, desc=f"Tuning ({worker})", unit="trial")
+    timed_out = False
+    try:
+        while True:
+            if config.timeout is not None and time.monotonic() - started > config.timeout:
+                timed_out = True
+                break
+            # A fresh study object per trial: the sampler sees the other workers' trials.
+            study = _load_study(storage, study_name, config, components)
+            _fail_stale_trials(study)
+            trial_id = _pop_waiting_trial(study)
+            if trial_id is None:
+                running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if not running:
+                    break
+                time.sleep(poll_seconds)
+                continue
+            state = _run_trial(study, trial_id, objective, worker)
+            counts[state] += 1
+            if bar is not None:
+                best = _best_value(study)
+                bar.update(1)
+                if best is not None:
+                    bar.set_postfix(best=f"{best:.5f}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return {
+        "worker": worker,
+        "trials_run": sum(counts.values()),
+        **counts,
+        "best_value": _best_value(study),
+        "timed_out": timed_out,
+    }
+
+
+def _run_trial(study: Any, trial_id: int, objective: Callable, worker: str) -> str:
+    import optuna
+    from optuna.trial import TrialState
+
+    trial = optuna.Trial(study, trial_id)
+    trial.set_user_attr("worker", worker)
+    heartbeat = _Heartbeat(study._storage, trial_id)
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        heartbeat.stop()
+        study.tell(trial, state=TrialState.PRUNED)
+        logger.info("trial %d pruned", trial.number)
+        return "pruned"
+    except WalsrecError as error:
+        # A numerically failed configuration is a bad trial, not a failed study.
+        heartbeat.stop()
+        trial.set_user_attr("error", str(error))
+        study.tell(trial, state=TrialState.FAIL)
+        logger.warning("trial %d failed: %s", trial.number, error)
+        return "failed"
+    except BaseException:
+        heartbeat.stop()
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    heartbeat.stop()
+    if not math.isfinite(value):
+        study.tell(trial, state=TrialState.FAIL)
+        return "failed"
+    study.tell(trial, value)
+    logger.info("trial %d: %s = %.5f %s", trial.number, "value", value, trial.params)
+    return "complete"
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+def best_trial_params(storage: Any, study_name: str, config: TuningConfig) -> dict[str, Any]:
+    """The best complete trial: number, value, params, plus the trial counts by state.
+
+    Raises:
+        WalsrecError: no trial completed (all pruned or failed, or the budget was too small).
+    """
+    study = _load_study(storage, study_name, config)
+    summary = study_summary(study)
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise WalsrecError(
+            f"study {study_name!r} has no completed trial ({summary['states']}); raise "
+            "tuning.n_trials or tuning.timeout"
+        ) from None
+    return {
+        **summary,
+        "best_trial": best.number,
+        "best_value": float(best.value),
+        "best_params": dict(best.params),
+        "fold_values": best.user_attrs.get("fold_values", []),
+    }
+
+
+def study_summary(study: Any) -> dict[str, Any]:
+    """Name, direction and trial counts by state."""
+    states: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    return {
+        "study_name": study.study_name,
+        "direction": study.direction.name.lower(),
+        "n_trials": sum(states.values()),
+        "states": states,
+    }
+
+
+def trials_frame(study: Any) -> pd.DataFrame:
+    """One row per trial: number, state, value, duration, params."""
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params"))
+    if "duration" in frame:
+        frame["duration"] = frame["duration"].dt.total_seconds().round(2)
+    return frame
+
+
+def study_plots_html(study: Any) -> dict[str, str]:
+    """HTML pages: trials table, optimization history, parameter importances, parallel coords.
+
+    Plots are Plotly figures from optuna.visualization with plotly.js embedded (about 4.6 MB a
+    page), so they open offline, as in the ZenML dashboard on a laptop without internet; a plot
+    that can't be drawn yet (e.g. importances with one trial) becomes a page saying why.
+    """
+    import html
+
+    from optuna import visualization
+
+    pages = {"trials_table": trials_frame(study).to_html(index=False, na_rep="")}
+    plots = {
+        "optimization_history": visualization.plot_optimization_history,
+        "param_importances": visualization.plot_param_importances,
+        "parallel_coordinate": visualization.plot_parallel_coordinate,
+    }
+    for name, plot in plots.items():
+        try:
+            pages[name] = plot(study).to_html(include_plotlyjs=True, full_html=True)
+        except Exception as error:  # e.g. too few complete trials for importances
+            pages[name] = f"<p>{html.escape(name)} not available: {html.escape(str(error))}</p>"
+    return pages
+
+
+def split_params(
+    params: Mapping[str, Any], base_wals: Mapping[str, Any], base_blend: Mapping[str, Any]
+) -> tuple[WALSConfig, BlendConfig]:
+    """The WALS and blend configs of a set of best params over the base values."""
+    wals = {**base_wals, **{k: v for k, v in params.items() if k in WALS_KEYS}}
+    blend = {**(base_blend or {}), **{k: v for k, v in params.items() if k in BLEND_KEYS}}
+    return WALSConfig.from_dict(wals), BlendConfig.from_dict(blend)
+
+
+def train_best_model(
+    dataset: Dataset,
+    wals_config: WALSConfig,
+    blend: BlendConfig,
+    *,
+    k: int = 10,
+    progress: bool = False,
+) -> tuple[RecommenderModel, Dataset]:
+    """Retrain on train + validation with the chosen configs; the dataset to evaluate it on.
+
+    Returns:
+        The model (blended when the blend is enabled and the mode is implicit) and the dataset
+        whose train part is train + validation (no validation part; the same test part).
+    """
+    train = dataset.train
+    if dataset.validation is not None:
+        train = (dataset.train + dataset.validation).tocsr()
+        train.sort_indices()
+    full = dataclasses.replace(
+        dataset,
+        train=train,
+        validation=None,
+        stats={**dataset.stats, "train_interactions": int(train.nnz), "merged_validation": True},
+    )
+    model = train_model(full, wals_config, k=k, validation_every_epoch=False, progress=progress)
+    if wals_config.mode == "implicit":
+        model = blend_model(model, blend)
+    return model, full
+
+
+def predict_every_pair(model: RecommenderModel, pairs: pd.DataFrame) -> pd.DataFrame:
+    """`user_id,item_id,prediction` for every pair, in input order, unknown ids included.
+
+    A pair whose user or item the model does not know gets the part of the prediction the model
+    does know: global mean plus the known user's or item's bias (the global mean alone when
+    neither is known, or without biases).
+    """
+    user_index = pd.Series(model.user_index(), dtype="int64")
+    item_index = pd.Series(model.item_index(), dtype="int64")
+    users = pairs["user_id"].astype(str).map(user_index)
+    items = pairs["item_id"].astype(str).map(item_index)
+    known = (users.notna() & items.notna()).to_numpy()
+    prediction = np.full(len(pairs), float(model.global_mean), dtype=np.float64)
+    user_values = users.fillna(-1).to_numpy(np.int64)
+    item_values = items.fillna(-1).to_numpy(np.int64)
+    if known.any():
+        prediction[known] = model.predict(user_values[known], item_values[known])
+    if model.user_bias is not None:
+        only_user = ~known & (user_values >= 0)
+        prediction[only_user] += model.user_bias[user_values[only_user]]
+    if model.item_bias is not None:
+        only_item = ~known & (item_values >= 0)
+        prediction[only_item] += model.item_bias[item_values[only_item]]
+    return pd.DataFrame(
+        {
+            "user_id": pairs["user_id"].astype(str).to_numpy(),
+            "item_id": pairs["item_id"].astype(str).to_numpy(),
+            "prediction": prediction.astype(np.float32),
+        }
+    )
