@@ -21,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import click  # noqa: E402
 import yaml  # noqa: E402
 
+from stacks.register import available_recipes  # noqa: E402
+
 PROJECT_ROOT = Path(__file__).resolve().parent
 CONFIGS = PROJECT_ROOT / "configs"
 DEFAULT_CONFIGS = {"train": CONFIGS / "train.yaml", "batch": CONFIGS / "batch_inference.yaml"}
@@ -113,17 +115,27 @@ def _quiet_user_error_tracebacks() -> None:
                 handler.addFilter(log_filter)
 
 
+def _selected_stack() -> str | None:
+    """The `--stack` given to the command group, if any."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.find_root().meta.get("walsrec.stack") if ctx else None
+
+
 def run_pipeline(pipeline_obj: Any, config: dict) -> Any:
-    """Run `pipeline_obj` with `config` as its ZenML run configuration."""
+    """Run `pipeline_obj` with `config` as its ZenML run configuration (on `--stack` if given)."""
+    from stacks import stack_run
     from walsrec.errors import WalsrecError
 
     _quiet_user_error_tracebacks()
 
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(config, handle, sort_keys=False)
-        config_path = handle.name
+    config_path = None
     try:
-        return pipeline_obj.with_options(config_path=config_path)()
+        # --stack: the stack's overlay (configs/<stack>/) merged in, its ZenML stack active.
+        with stack_run(_selected_stack(), pipeline_obj, config) as config:
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+                yaml.safe_dump(config, handle, sort_keys=False)
+                config_path = handle.name
+            return pipeline_obj.with_options(config_path=config_path)()
     except WalsrecError as exc:
         raise UserError(str(exc)) from exc
     except RuntimeError as exc:
@@ -133,7 +145,8 @@ def run_pipeline(pipeline_obj: Any, config: dict) -> Any:
             raise UserError(str(cause)) from exc
         raise
     finally:
-        os.unlink(config_path)
+        if config_path:
+            os.unlink(config_path)
 
 
 def report_training(run: Any) -> None:
@@ -219,9 +232,16 @@ def _train(options: dict) -> None:
 @click.group(invoke_without_command=True, help=__doc__)
 @_common_options
 @_train_options
+@click.option(
+    "--stack",
+    type=click.Choice(available_recipes()),
+    help="Run on this stack (stacks/<name>.yaml) with its config overlay (configs/<name>/); "
+    "default: the active ZenML stack. See docs/kubeflow.md.",
+)
 @click.pass_context
-def cli(ctx: click.Context, **options: Any) -> None:
+def cli(ctx: click.Context, stack: str | None, **options: Any) -> None:
     """Train by default; subcommands choose another pipeline."""
+    ctx.meta["walsrec.stack"] = stack
     # ZenML's handler on the root logger prints our loggers' records; only set their level.
     level = logging.DEBUG if options["verbose"] else logging.INFO
     for name in ("walsrec", "steps", "pipelines"):
@@ -259,6 +279,96 @@ def batch(**options: Any) -> None:
     for key in ("topk_path", "predictions_path"):
         if output.get(key):
             click.echo(f"wrote {output[key]}")
+
+
+@cli.command(
+    help="Tune on the validation split with Optuna, retrain the best on train + validation, "
+    "evaluate on test and register the model (see docs/tuning.md)."
+)
+@_common_options
+@_train_options
+@click.option("--predictions-output", help="Write a prediction for every test pair here.")
+@click.option("--n-trials", type=click.IntRange(min=1), help="Trials in the study.")
+@click.option("--storage", help="Optuna storage URL (default: $WALSREC_TUNING_STORAGE or SQLite).")
+def tune(**options: Any) -> None:
+    from pipelines import tuning_pipeline
+    from pipelines.tuning import tuning_report
+
+    path = Path(options.get("config_path") or CONFIGS / "tune.yaml")
+    config = apply_overrides(load_config(path), options)
+    if options["n_trials"]:
+        config["parameters"].setdefault("tuning", {})["n_trials"] = options["n_trials"]
+    if options["storage"]:
+        # Through the environment, not the run config: a password must not be stored by ZenML.
+        os.environ["WALSREC_TUNING_STORAGE"] = options["storage"]
+    click.echo(tuning_report(run_pipeline(tuning_pipeline, config).id))
+
+
+@cli.command(help="Put a model version (production by default) into BentoML and build a Bento.")
+@_common_options
+@click.option("--model-version", help="production (default), staging, latest or a number.")
+@click.option("--no-build", is_flag=True, help="Only the BentoML model store, no Bento.")
+def deploy(**options: Any) -> None:
+    from pipelines import deployment_pipeline
+
+    path = Path(options.get("config_path") or CONFIGS / "deployment.yaml")
+    config = apply_overrides(load_config(path), options)
+    if options["no_build"]:
+        config["parameters"].setdefault("bento", {})["build"] = False
+    run = run_pipeline(deployment_pipeline, config)
+    from zenml.client import Client
+
+    steps = Client().get_pipeline_run(run.id).steps
+    click.echo(f"BentoML model: {steps['model_packager'].outputs['bento_model_tag'][0].load()}")
+    if "bento_builder" in steps:
+        click.echo(f"Bento:         {steps['bento_builder'].outputs['bento_tag'][0].load()}")
+    click.echo("Serve it:      python run.py serve")
+
+
+@cli.command(help="Serve the newest packaged model over HTTP (see docs/serving.md).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--model-tag", help="BentoML model tag (default: the newest walsrec model).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default 2).")
+def serve(host: str, port: int, model_tag: str | None, workers: int | None) -> None:
+    from serving.cli import serve as serve_model
+    from walsrec.errors import WalsrecError
+
+    try:
+        sys.exit(serve_model(host, port, model_tag, workers, echo=click.echo))
+    except WalsrecError as exc:
+        raise UserError(str(exc)) from exc
+
+
+@cli.group(help="Stack recipes in stacks/: register one with ZenML (see docs/kubeflow.md).")
+def stack() -> None:
+    pass
+
+
+@stack.command(
+    "register",
+    help="Validate stacks/RECIPE.yaml with these values, then register its ZenML stack.",
+)
+@click.argument("recipe", type=click.Choice(available_recipes()))
+@click.option("--kube-context", help="Kubernetes context of the Kubeflow cluster.")
+@click.option("--bucket", help="Artifact store: s3://BUCKET/PATH (S3, MinIO) or gs://BUCKET/PATH.")
+@click.option("--registry", help="Container registry the cluster pulls from, e.g. ghcr.io/ORG.")
+@click.option("--s3-endpoint", help="S3 endpoint URL for MinIO (empty for AWS S3).")
+@click.option("--kubeflow-namespace", help="Namespace of Kubeflow Pipelines (default kubeflow).")
+@click.option("--replace", is_flag=True, help="Replace a stack registered from this recipe.")
+def stack_register(recipe: str, replace: bool, **values: Any) -> None:
+    from stacks import register_stack
+    from walsrec.errors import WalsrecError
+
+    try:
+        registration = register_stack(recipe, values, replace=replace)
+    except WalsrecError as exc:
+        raise UserError(str(exc)) from exc
+    for component in registration.components:
+        click.echo(f"{component.key}: {component.name} ({component.flavor})")
+    for warning in registration.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"Registered stack {registration.stack_name}: python run.py --stack {recipe} ...")
 
 
 if __name__ == "__main__":
