@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from zenml import pipeline
 
+from pipelines.common import load_and_split
 from steps import (
-    data_loader,
-    data_splitter,
     model_evaluator,
     model_promoter,
     model_trainer,
@@ -36,13 +35,7 @@ def training_pipeline(
         promotion: the metric that decides promotion to production.
         output: optional `topk_path` to write every user's top-k after training.
     """
-    interactions = data_loader(source=data["source"], data=data, id="data_loader")
-    test_interactions = None
-    if data.get("test_path"):
-        test_interactions = data_loader(source=data["test_path"], data=data, id="test_data_loader")
-    dataset = data_splitter(
-        interactions, split=split, preprocess=preprocess, test_interactions=test_interactions
-    )
+    dataset, _ = load_and_split(data, split, preprocess)
     model = model_trainer(dataset, wals=wals, evaluation=evaluation)
     evaluation_result = model_evaluator(model, dataset, evaluation=evaluation)[0]
     model_promoter(evaluation_result, promotion=promotion)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from zenml import pipeline
 
+from pipelines.common import load_and_split
 from steps import (
     best_params_selector,
-    data_loader,
-    data_splitter,
     model_evaluator,
     model_promoter,
     recommendation_writer,
@@ -47,13 +46,7 @@ def tuning_pipeline(
         promotion: the metric deciding promotion to production.
         output: optional `topk_path` and `predictions_path` (every test pair).
     """
-    interactions = data_loader(source=data["source"], data=data, id="data_loader")
-    test_interactions = None
-    if data.get("test_path"):
-        test_interactions = data_loader(source=data["test_path"], data=data, id="test_data_loader")
-    dataset = data_splitter(
-        interactions, split=split, preprocess=preprocess, test_interactions=test_interactions
-    )
+    dataset, test_interactions = load_and_split(data, split, preprocess)
     study = tuning_study(data=data, split=split, wals=wals, blend=blend, tuning=tuning)
     workers = [
         tuning_worker(

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,8 @@ import scipy.sparse as sp
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
+
+from serving.cli import wait_until_ready  # noqa: E402
 
 LUA_SCRIPT = """
 math.randomseed(%(seed)d)
@@ -74,21 +75,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode} before {url} was ready")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return time.perf_counter() - started
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready within {timeout} s")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -226,7 +212,9 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=(state / f"{name}.log").open("w"),  # noqa: SIM115 (lives with the server)
             )
-            seconds = wait_ready(f"http://127.0.0.1:{port}/readyz", processes[name])
+            seconds = wait_until_ready(
+                f"http://127.0.0.1:{port}/readyz", processes[name], timeout=120
+            )
             print(f"{name} ready on port {port} in {seconds:.1f} s")
         for port in (bento_port, bare_port):  # warm-up: page in the factors, JIT nothing
             run_wrk(port, 8, 2, script)
