@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from walsrec.errors import ConfigError
+from walsrec.errors import ConfigError, reject_unknown_keys
 from walsrec.itemknn import ease_item_weights
 from walsrec.model import RecommenderModel
 
@@ -62,12 +62,7 @@ class BlendConfig:
     def from_dict(cls, values: Mapping[str, Any] | None) -> BlendConfig:
         """Build from the `blend:` section of a config; unknown keys are a ConfigError."""
         values = dict(values or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(str(key) for key in values if key not in valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown blend key(s) {', '.join(unknown)}; valid keys are {', '.join(valid)}"
-            )
+        reject_unknown_keys("blend", values, cls)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

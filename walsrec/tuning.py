@@ -45,7 +45,7 @@ import scipy.sparse as sp
 from walsrec.data import Dataset
 from walsrec.data.splits import random_holdout
 from walsrec.ensemble import BlendConfig, blend_model, blended_score_fn
-from walsrec.errors import ConfigError, DataError, WalsrecError
+from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys
 from walsrec.itemknn import ease_item_weights
 from walsrec.metrics import RANKING_METRICS, evaluate, rating_metrics
 from walsrec.model import RecommenderModel
@@ -233,12 +233,7 @@ class TuningConfig:
             ConfigError: an unknown key or an invalid value, naming it.
         """
         values = dict(values or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(str(key) for key in values if key not in valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown tuning key(s) {', '.join(unknown)}; valid keys are {', '.join(valid)}"
-            )
+        reject_unknown_keys("tuning", values, cls)
         values["search_space"] = SearchSpace.from_dict(values.get("search_space"))
         config = cls(**values)
         config.validate()

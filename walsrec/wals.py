@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from walsrec.errors import ConfigError, DataError, WalsrecError  # noqa: E402
+from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys  # noqa: E402
 
 __all__ = [
     "EpochStats",
@@ -165,13 +165,7 @@ class WALSConfig:
             raise ConfigError(
                 f"WALS config must be a mapping of key -> value, got {type(values).__name__}"
             )
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(str(key) for key in values if key not in valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown WALS config key(s) {', '.join(unknown)}; valid keys are "
-                f"{', '.join(valid)}"
-            )
+        reject_unknown_keys("WALS config", values, cls)
         return cls(**dict(values))
 
     def to_dict(self) -> dict[str, Any]:
