@@ -13,3 +13,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# The fused WALS kernel (a TensorFlow custom op, walsrec/native): compiled once per TensorFlow
+# version and CPU into ~/.cache/walsrec/native (about a minute). Without a C++ compiler WALS
+# still works, on standard TensorFlow ops (slower).
+.venv/bin/python -m walsrec.native || echo "warning: WALS will run without its fused kernel" >&2

@@ -18,11 +18,15 @@ normal equations cost O(|O_u| d^2) instead of O(n_items d^2):
     A_u = unobserved_weight * Y^T Y + sum_{i in O_u} (c_ui - unobserved_weight) y_i y_i^T + reg_u I
     b_u = sum_{i in O_u} c_ui t_ui y_i
 
-`Y^T Y` is computed once per half-step. Rows are solved in chunks: the observed factors of a chunk
-are gathered into a padded [rows, max_len, d] block, A and b are built with batched matmuls and
-solved by a batched Cholesky factorization. Rows are sorted by length and grouped so that lengths
-within a chunk are close (little padding), and each chunk is capped at `max_chunk_elements`
-padded elements, which bounds memory.
+`Y^T Y` is computed once per half-step. Each row is then solved exactly (Cholesky) or by a few
+conjugate-gradient steps warm-started from the previous epoch (`solver`). Two kernels run the
+solves (`kernel`): "fused", one TensorFlow custom op (walsrec/native/wals_ops.cc) that reads the
+sparse rows directly on TensorFlow's intra-op threads; and "graph", standard TensorFlow ops over
+padded chunks: the observed factors of a chunk are gathered into a [rows, max_len, d] block, A
+and b are built with batched matmuls and solved by a batched Cholesky factorization (or CG). Rows
+are grouped by length so that lengths within a chunk are close (little padding), and each chunk
+is capped at `max_chunk_elements` padded elements, which bounds memory. Both kernels solve the
+same equations; the tests hold them equal.
 
 Biases (`use_biases`) are handled by augmenting the vectors: prediction = global_mean + b_u + b_i +
 x_u . y_i = global_mean + [x_u, b_u, 1] . [y_i, 1, b_i]. When solving users, the free part is
@@ -50,6 +54,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from walsrec import native  # noqa: E402
 from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys  # noqa: E402
 
 __all__ = [
@@ -67,6 +72,7 @@ REGULARIZATION_SCALINGS = ("none", "count")
 OBSERVED_WEIGHTINGS = ("constant", "linear", "log", "item_power")
 DTYPES = ("float32", "float64")
 SOLVERS = ("cholesky", "cg")
+KERNELS = ("auto", "fused", "graph")
 
 
 # --------------------------------------------------------------------------------------------
@@ -115,6 +121,12 @@ class WALSConfig:
             dozen per side, paid in the first epoch); false runs plain TensorFlow ops.
         parallel_chunks: chunks solved concurrently, each by single-threaded ops; 0 means one
             per CPU core. 1 solves one chunk at a time with TensorFlow's own op threading.
+        kernel: how a half-step runs. "fused": one TensorFlow custom op (walsrec/native) solves
+            every row straight from the sparse arrays on TensorFlow's intra-op threads, several
+            times faster and leaner than "graph"; it is compiled on first use (needs a C++
+            compiler). "graph": standard TensorFlow ops over padded fixed-shape chunks
+            (max_chunk_elements, jit_compile and parallel_chunks apply to it only). "auto":
+            fused if it builds, else graph with a warning.
     """
 
     n_factors: int = 64
@@ -136,6 +148,7 @@ class WALSConfig:
     cg_steps: int = 3
     jit_compile: bool = True
     parallel_chunks: int = 0
+    kernel: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -201,6 +214,7 @@ class WALSConfig:
         if not isinstance(self.jit_compile, bool):
             raise ConfigError(f"jit_compile must be true or false, got {self.jit_compile!r}")
         _check_int("parallel_chunks", self.parallel_chunks, minimum=0)
+        _check_choice("kernel", self.kernel, KERNELS)
         if self.alpha == 0 and self.unobserved_weight == 0:
             raise ConfigError(
                 "alpha and unobserved_weight are both 0, so every entry has weight 0 and nothing "
@@ -442,10 +456,12 @@ def _index_array(name: str, values: Any, size: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _canonical_matrix(matrix: Any, *, name: str) -> sp.csr_matrix:
-    """A float64 CSR copy with sorted, summed duplicates and no stored zeros.
+def _canonical_matrix(matrix: Any, *, name: str, dtype: Any = np.float64) -> sp.csr_matrix:
+    """A CSR matrix of `dtype` with sorted, summed duplicates and no stored zeros.
 
-    Stored zeros are dropped, so they count as unobserved, as everywhere else in scipy.
+    Stored zeros are dropped, so they count as unobserved, as everywhere else in scipy. A matrix
+    that is already such a CSR matrix is returned as is (it is never modified); anything else is
+    copied first.
     """
     if not sp.issparse(matrix):
         raise DataError(
@@ -454,8 +470,15 @@ def _canonical_matrix(matrix: Any, *, name: str) -> sp.csr_matrix:
         )
     if len(matrix.shape) != 2:
         raise DataError(f"{name} must be 2-D (users x items), got shape {matrix.shape}")
-    csr = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
-    csr.sum_duplicates()
+    canonical = (
+        matrix.format == "csr"
+        and matrix.dtype == dtype
+        and matrix.has_canonical_format
+        and not np.any(matrix.data == 0)
+    )
+    csr = sp.csr_matrix(matrix) if canonical else sp.csr_matrix(matrix, dtype=dtype, copy=True)
+    if not canonical:
+        csr.sum_duplicates()
     if not np.all(np.isfinite(csr.data)):
         raise DataError(f"{name} holds non-finite values (NaN or infinity)")
     if csr.data.size and csr.data.min() < 0:
@@ -463,8 +486,9 @@ def _canonical_matrix(matrix: Any, *, name: str) -> sp.csr_matrix:
             f"{name} holds negative values (smallest {csr.data.min():g}); WALS needs ratings or "
             "counts >= 0"
         )
-    csr.eliminate_zeros()
-    csr.sort_indices()
+    if not canonical:
+        csr.eliminate_zeros()
+        csr.sort_indices()
     return csr
 
 
@@ -508,16 +532,19 @@ def _row_regularization(lengths: np.ndarray, config: WALSConfig) -> np.ndarray:
 
 @dataclass
 class _Interactions:
-    """The training matrix prepared once: both orientations with per-entry weights."""
+    """The training matrix prepared once: both orientations with per-entry weights.
+
+    The per-entry arrays are released (set to None) once the solvers hold their own copies.
+    """
 
     user_indptr: np.ndarray
-    user_items: np.ndarray  # column index of each entry, CSR (user-major) order
+    user_items: np.ndarray | None  # column index of each entry, CSR (user-major) order
     item_indptr: np.ndarray
-    item_users: np.ndarray  # row index of each entry, CSC (item-major) order
-    csr_to_csc: np.ndarray  # entry permutation: csc_array = csr_array[csr_to_csc]
-    extra: np.ndarray  # f(r) = c - unobserved_weight, CSR order
-    weighted_target: np.ndarray  # c * t, CSR order
-    targets: np.ndarray  # t, CSR order
+    item_users: np.ndarray | None  # row index of each entry, CSC (item-major) order
+    csr_to_csc: np.ndarray | None  # entry permutation: csc_array = csr_array[csr_to_csc]
+    extra: np.ndarray | None  # f(r) = c - unobserved_weight, CSR order
+    weighted_target: np.ndarray | None  # c * t, CSR order
+    targets: np.ndarray | None  # t, CSR order; None in implicit mode (all 1)
     item_counts: np.ndarray
     global_mean: float
 
@@ -527,19 +554,24 @@ def _prepare_interactions(matrix: sp.csr_matrix, config: WALSConfig) -> _Interac
     item_counts = np.bincount(matrix.indices, minlength=n_items)
     global_mean = 0.0
     if config.use_biases and config.mode == "explicit":
-        global_mean = float(matrix.data.mean())
+        global_mean = float(matrix.data.mean(dtype=np.float64))
+    # Per-entry values in the training dtype: at 20M entries each float64 array is 160 MB.
+    dtype = np.dtype(config.dtype)
+    values = matrix.data.astype(dtype, copy=False)
     extra, weighted_target = _entry_weights(
-        matrix.data, matrix.indices, item_counts, config, global_mean
+        values, matrix.indices, item_counts, config, global_mean
     )
     # Transpose the entry positions rather than the values, so every per-entry array is
-    # reordered by the same permutation. Integer positions are exact in float64.
+    # reordered by the same permutation.
+    position_dtype = np.int32 if matrix.nnz < np.iinfo(np.int32).max else np.int64
     positions = sp.csr_matrix(
-        (np.arange(matrix.nnz, dtype=np.int64), matrix.indices, matrix.indptr),
+        (np.arange(matrix.nnz, dtype=position_dtype), matrix.indices, matrix.indptr),
         shape=matrix.shape,
     ).tocsc()
     positions.sort_indices()
-    # Per-entry values in the training dtype: at 20M entries each float64 array is 160 MB.
-    dtype = np.dtype(config.dtype)
+    targets = None
+    if config.mode == "explicit":
+        targets = _targets(values, config, global_mean).astype(dtype, copy=False)
     return _Interactions(
         user_indptr=matrix.indptr.astype(np.int64),
         user_items=matrix.indices.astype(np.int32, copy=False),
@@ -548,7 +580,7 @@ def _prepare_interactions(matrix: sp.csr_matrix, config: WALSConfig) -> _Interac
         csr_to_csc=positions.data,
         extra=extra.astype(dtype, copy=False),
         weighted_target=weighted_target.astype(dtype, copy=False),
-        targets=_targets(matrix.data, config, global_mean).astype(dtype, copy=False),
+        targets=targets,
         item_counts=item_counts,
         global_mean=global_mean,
     )
@@ -893,6 +925,104 @@ def _solve_side(
     return tf.gather(tf.concat(solutions, axis=0), plan.chunk_order_to_rows)
 
 
+@dataclass
+class _FusedSide:
+    """One side's rows for the fused kernel: CSR arrays, per-entry values in this side's order."""
+
+    indptr: tf.Tensor  # int64 [n_rows + 1]
+    indices: tf.Tensor  # int32 [nnz] the other side's index of each entry
+    extra: tf.Tensor  # [nnz] f(r)
+    weighted_target: tf.Tensor  # [nnz] c * t
+    row_regularization: tf.Tensor  # [n_rows]
+
+
+def _fused_side(
+    indptr: np.ndarray,
+    other_indices: np.ndarray,
+    extra: np.ndarray,
+    weighted_target: np.ndarray,
+    row_regularization: np.ndarray,
+    dtype: tf.DType,
+    entry_order: np.ndarray | None = None,
+) -> _FusedSide:
+    """`entry_order` reorders CSR-ordered values into this side's order (the item side)."""
+    return _FusedSide(
+        indptr=tf.constant(indptr, tf.int64),
+        indices=_tensor_of(other_indices, tf.int32),
+        extra=_tensor_of(extra, dtype, entry_order),
+        weighted_target=_tensor_of(weighted_target, dtype, entry_order),
+        row_regularization=tf.constant(row_regularization, dtype),
+    )
+
+
+# TensorFlow wraps a buffer without copying only if it is aligned to this many bytes.
+_TENSOR_ALIGNMENT = 64
+
+
+def _tensor_of(array: np.ndarray, dtype: tf.DType, order: np.ndarray | None = None) -> tf.Tensor:
+    """A 1-D tensor of array (or of array[order]) that owns a single copy of the values.
+
+    `tf.constant` holds about two copies of a large array at its peak (80 MB more per 20M
+    floats); this copies once into an aligned NumPy buffer that the tensor then wraps through
+    DLPack (the buffer lives as long as the tensor, and nothing else refers to it).
+    """
+    numpy_dtype = np.dtype(dtype.as_numpy_dtype)
+    size = array.size if order is None else order.size
+    raw = np.empty(size * numpy_dtype.itemsize + _TENSOR_ALIGNMENT, np.uint8)
+    offset = -raw.ctypes.data % _TENSOR_ALIGNMENT
+    buffer = raw[offset : offset + size * numpy_dtype.itemsize].view(numpy_dtype)
+    if order is None:
+        buffer[...] = array
+    else:
+        # mode="clip": the default "raise" writes through a temporary copy of the output.
+        np.take(array.astype(numpy_dtype, copy=False), order, out=buffer, mode="clip")
+    return tf.experimental.dlpack.from_dlpack(buffer.__dlpack__())
+
+
+def _solve_side_fused(
+    side: _FusedSide, other_free: tf.Tensor, previous: tf.Tensor, config: WALSConfig
+) -> tf.Tensor:
+    """Every row of one side in one call of the fused op: [n_rows, d]."""
+    design, offsets = _design_and_offsets(other_free, config.use_biases)
+    gram, offset_term = _unobserved_terms(design, offsets, config.unobserved_weight)
+    return native.load().wals_solve_rows(
+        design,
+        offsets,
+        gram,
+        offset_term,
+        side.indptr,
+        side.indices,
+        side.extra,
+        side.weighted_target,
+        side.row_regularization,
+        previous,
+        solver=config.solver,
+        cg_steps=config.cg_steps,
+    )
+
+
+_warned_no_fused_kernel = False
+
+
+def _resolve_kernel(config: WALSConfig, log: logging.Logger) -> str:
+    """ "fused" or "graph" for this config: auto takes fused when the op builds and loads."""
+    global _warned_no_fused_kernel
+    if config.kernel == "graph":
+        return "graph"
+    try:
+        native.load()
+    except native.NativeBuildError as error:
+        if config.kernel == "fused":
+            raise
+        if not _warned_no_fused_kernel:
+            _warned_no_fused_kernel = True
+            log.warning(
+                "The fused WALS kernel is unavailable, using TensorFlow ops (slower): %s", error
+            )
+        return "graph"
+    return "fused"
+
+
 # --------------------------------------------------------------------------------------------
 # The objective
 # --------------------------------------------------------------------------------------------
@@ -912,16 +1042,30 @@ def _augmented(free: np.ndarray, use_biases: bool, bias_first: bool) -> np.ndarr
 _OBJECTIVE_BLOCK = 1 << 18
 
 
+@dataclass
+class _ObservedEntries:
+    """The observed entries in CSR order, as the objective reads them (tensors, so the fused
+    kernel's user side can share its own)."""
+
+    users: tf.Tensor  # int32 [nnz]
+    items: tf.Tensor  # int32 [nnz]
+    extra: tf.Tensor  # [nnz] f(r)
+    targets: tf.Tensor | None  # [nnz] t; None: all 1 (implicit mode)
+
+
 @functools.cache
 def _observed_sums(jit_compile: bool) -> Callable[..., tuple[tf.Tensor, tf.Tensor]]:
-    """sum c (t - p)^2 and sum p^2 over a block of observed entries (padding has mask 0)."""
+    """sum c (t - p)^2 and sum p^2 over a block of observed entries; entries at positions
+    >= `valid` are padding (index 0) and count for nothing."""
 
     @tf.function(jit_compile=jit_compile, autograph=False)
-    def sums(users, items, entry_users, entry_items, confidence, targets, mask):
+    def sums(users, items, entry_users, entry_items, extra, targets, valid, unobserved_weight):
+        mask = tf.cast(tf.range(tf.shape(entry_users)[0]) < valid, users.dtype)
         predictions = tf.reduce_sum(
             tf.gather(users, entry_users) * tf.gather(items, entry_items), axis=1
         )
         residuals = targets - predictions
+        confidence = (unobserved_weight + extra) * mask
         squared = tf.reduce_sum(mask * predictions * predictions)
         return tf.reduce_sum(confidence * residuals * residuals), squared
 
@@ -931,13 +1075,12 @@ def _observed_sums(jit_compile: bool) -> Callable[..., tuple[tf.Tensor, tf.Tenso
 def _objective(
     user_free: np.ndarray,
     item_free: np.ndarray,
-    data: _Interactions,
+    entries: _ObservedEntries,
     row_reg_users: np.ndarray,
     row_reg_items: np.ndarray,
     config: WALSConfig,
-    entry_users: np.ndarray,
 ) -> float:
-    """The full training objective, exactly, in float64.
+    """The full training objective; the sums over all entries in float64.
 
     The sum of p^2 over all n_users * n_items entries is trace((X^T X)(Y^T Y)), from which the
     observed entries' p^2 is subtracted.
@@ -949,24 +1092,24 @@ def _objective(
     observed_squared = 0.0
     dtype = tf.as_dtype(config.dtype)
     user_table, item_table = tf.constant(users, dtype), tf.constant(items, dtype)
+    unobserved_weight = tf.constant(config.unobserved_weight, dtype)
+    ones = tf.ones([_OBJECTIVE_BLOCK], dtype)
     sums = _observed_sums(config.jit_compile)
-    for start in range(0, entry_users.size, _OBJECTIVE_BLOCK):
-        part = slice(start, start + _OBJECTIVE_BLOCK)
-        # The last block is padded to the full size (zero confidence), so one shape compiles.
-        padding = max(0, start + _OBJECTIVE_BLOCK - entry_users.size)
+    n_entries = int(entries.users.shape[0])
+    for start in range(0, n_entries, _OBJECTIVE_BLOCK):
+        valid = min(_OBJECTIVE_BLOCK, n_entries - start)
+        # The last block is padded to the full size, so one shape compiles.
+        padding = [[0, _OBJECTIVE_BLOCK - valid]]
         arrays = [
-            np.pad(entry_users[part], (0, padding)),
-            np.pad(data.user_items[part], (0, padding)),
-            np.pad(config.unobserved_weight + data.extra[part], (0, padding)),
-            np.pad(data.targets[part], (0, padding)),
-            np.pad(np.ones(min(entry_users.size - start, _OBJECTIVE_BLOCK)), (0, padding)),
+            tf.pad(array[start : start + valid], padding)
+            for array in (entries.users, entries.items, entries.extra)
         ]
+        if entries.targets is None:
+            targets = ones
+        else:
+            targets = tf.pad(entries.targets[start : start + valid], padding)
         error, squared = sums(
-            user_table,
-            item_table,
-            tf.constant(arrays[0]),
-            tf.constant(arrays[1]),
-            *(tf.constant(array, dtype) for array in arrays[2:]),
+            user_table, item_table, *arrays, targets, tf.constant(valid), unobserved_weight
         )
         observed_error += float(error)
         observed_squared += float(squared)
@@ -978,6 +1121,84 @@ def _objective(
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
+
+
+def _prepare_sides(
+    data: _Interactions,
+    kernel: str,
+    row_reg_users: np.ndarray,
+    row_reg_items: np.ndarray,
+    dimension: int,
+    config: WALSConfig,
+) -> tuple[Any, Any, _ObservedEntries]:
+    """Each side's solver input and the objective's entries, as tensors; releases `data`'s
+    per-entry arrays as they are copied, which keeps the peak memory near one copy."""
+    dtype = tf.as_dtype(config.dtype)
+    entry_users = _tensor_of(
+        np.repeat(np.arange(data.user_indptr.size - 1, dtype=np.int32), np.diff(data.user_indptr)),
+        tf.int32,
+    )
+    if kernel == "fused":
+        user_side = _fused_side(
+            data.user_indptr,
+            data.user_items,
+            data.extra,
+            data.weighted_target,
+            row_reg_users,
+            dtype,
+        )
+        # The objective reads the user side's own tensors: CSR order, no second copy.
+        entries = _ObservedEntries(
+            users=entry_users,
+            items=user_side.indices,
+            extra=user_side.extra,
+            targets=None,
+        )
+        data.user_items = None
+        item_side = _fused_side(
+            data.item_indptr,
+            data.item_users,
+            data.extra,
+            data.weighted_target,
+            row_reg_items,
+            dtype,
+            entry_order=data.csr_to_csc,
+        )
+    else:
+        user_side = _plan_side(
+            data.user_indptr,
+            data.user_items,
+            data.extra,
+            data.weighted_target,
+            row_reg_users,
+            dimension,
+            config.max_chunk_elements,
+            dtype,
+            config.solver,
+        )
+        item_side = _plan_side(
+            data.item_indptr,
+            data.item_users,
+            data.extra,
+            data.weighted_target,
+            row_reg_items,
+            dimension,
+            config.max_chunk_elements,
+            dtype,
+            config.solver,
+            entry_order=data.csr_to_csc,
+        )
+        entries = _ObservedEntries(
+            users=entry_users,
+            items=_tensor_of(data.user_items, tf.int32),
+            extra=_tensor_of(data.extra, dtype),
+            targets=None,
+        )
+    if data.targets is not None:
+        entries.targets = _tensor_of(data.targets, dtype)
+    data.user_items = data.item_users = data.csr_to_csc = None
+    data.extra = data.weighted_target = data.targets = None
+    return user_side, item_side, entries
 
 
 def train_wals(
@@ -1014,7 +1235,7 @@ def train_wals(
     if not isinstance(config, WALSConfig):
         raise ConfigError(f"config must be a WALSConfig, got {type(config).__name__}")
     config.validate()
-    matrix = _canonical_matrix(matrix, name="training matrix")
+    matrix = _canonical_matrix(matrix, name="training matrix", dtype=np.dtype(config.dtype))
     n_users, n_items = matrix.shape
     if n_users == 0 or n_items == 0 or matrix.nnz == 0:
         raise DataError(
@@ -1023,7 +1244,7 @@ def train_wals(
         )
     data = _prepare_interactions(matrix, config)
     n_entries = matrix.nnz
-    del matrix  # `data` holds what training needs: drop the float64 copy (300+ MB at 20M)
+    del matrix  # `data` holds what training needs: drop our copy (if one was made)
     dtype = tf.as_dtype(config.dtype)
     dimension = config.n_factors + (1 if config.use_biases else 0)
     row_reg_users = _row_regularization(np.diff(data.user_indptr), config)
@@ -1037,48 +1258,34 @@ def train_wals(
         user_init = np.hstack([user_init, np.zeros((n_users, 1))])
         item_init = np.hstack([item_init, np.zeros((n_items, 1))])
 
+    kernel = _resolve_kernel(config, log)
     try:
-        user_plan = _plan_side(
-            data.user_indptr,
-            data.user_items,
-            data.extra,
-            data.weighted_target,
-            row_reg_users,
-            dimension,
-            config.max_chunk_elements,
-            dtype,
-            config.solver,
-        )
-        item_plan = _plan_side(
-            data.item_indptr,
-            data.item_users,
-            data.extra,
-            data.weighted_target,
-            row_reg_items,
-            dimension,
-            config.max_chunk_elements,
-            dtype,
-            config.solver,
-            entry_order=data.csr_to_csc,
+        user_side, item_side, entries = _prepare_sides(
+            data, kernel, row_reg_users, row_reg_items, dimension, config
         )
         user_free = tf.constant(user_init, dtype)
         item_free = tf.constant(item_init, dtype)
     except tf.errors.OpError as error:
         raise _tensorflow_failure(error, "preparing the training data") from None
-    entry_users = np.repeat(np.arange(n_users, dtype=np.int32), np.diff(data.user_indptr))
+    del user_init, item_init
 
     log.info(
-        "WALS: %d users x %d items, %d entries, %d factors, %s mode, %d epochs",
+        "WALS: %d users x %d items, %d entries, %d factors, %s mode, %d epochs, %s solver, "
+        "%s kernel",
         n_users,
         n_items,
         n_entries,
         config.n_factors,
         config.mode,
         config.epochs,
+        config.solver,
+        kernel,
     )
     history: list[EpochStats] = []
     parallel = config.parallel_chunks or os.cpu_count() or 1
-    pool = ThreadPoolExecutor(parallel, thread_name_prefix="wals") if parallel > 1 else None
+    pool = None
+    if kernel == "graph" and parallel > 1:
+        pool = ThreadPoolExecutor(parallel, thread_name_prefix="wals")
     bar = None
     if progress:
         from tqdm import tqdm
@@ -1088,14 +1295,18 @@ def train_wals(
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
             try:
-                user_free = _solve_side(user_plan, item_free, user_free, config, pool)
-                item_free = _solve_side(item_plan, user_free, item_free, config, pool)
+                if kernel == "fused":
+                    user_free = _solve_side_fused(user_side, item_free, user_free, config)
+                    item_free = _solve_side_fused(item_side, user_free, item_free, config)
+                else:
+                    user_free = _solve_side(user_side, item_free, user_free, config, pool)
+                    item_free = _solve_side(item_side, user_free, item_free, config, pool)
                 user_values, item_values = user_free.numpy(), item_free.numpy()
             except tf.errors.OpError as error:
                 raise _tensorflow_failure(error, f"epoch {epoch}") from None
             seconds = time.perf_counter() - started
             loss = _objective(
-                user_values, item_values, data, row_reg_users, row_reg_items, config, entry_users
+                user_values, item_values, entries, row_reg_users, row_reg_items, config
             )
             if not math.isfinite(loss):
                 raise _not_finite(f"epoch {epoch}")

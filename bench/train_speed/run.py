@@ -69,8 +69,9 @@ def worker(solver: str, folder: Path, settings: dict) -> dict:
     if solver.startswith("walsrec"):
         from walsrec.wals import configure_threads
 
-        # Two chunks in flight, each op single-threaded: better than threads inside small ops.
-        configure_threads(intra_op=1, inter_op=2)
+        if settings["kernel"] == "graph":
+            # Two chunks in flight, each op single-threaded: better than threads inside small ops.
+            configure_threads(intra_op=1, inter_op=2)
         import tensorflow as tf
 
         tf.constant(1.0).numpy()  # start the runtime: its RSS is measured before any data
@@ -99,6 +100,7 @@ def worker(solver: str, folder: Path, settings: dict) -> dict:
             cg_steps=settings["cg_steps"],
             max_chunk_elements=settings["chunk_elements"],
             init_scale=0.1,
+            kernel=settings["kernel"],
         )
         model = train_wals(train, config)
         seconds = [stats.seconds for stats in model.history]
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--cg-steps", type=int, default=3)
     parser.add_argument("--chunk-elements", type=int, default=32768)
+    parser.add_argument("--kernel", default="fused", choices=("fused", "graph"))
     parser.add_argument("--eval-users", type=int, default=20000)
     parser.add_argument("--solvers", default=",".join(SOLVERS))
     parser.add_argument("--seed", type=int, default=0)
@@ -199,6 +202,7 @@ def main() -> None:
         "alpha": arguments.alpha,
         "cg_steps": arguments.cg_steps,
         "chunk_elements": arguments.chunk_elements,
+        "kernel": arguments.kernel,
         "eval_users": arguments.eval_users,
     }
     if arguments.worker:

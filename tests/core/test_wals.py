@@ -9,6 +9,7 @@ import pytest
 import scipy.sparse as sp
 import tensorflow as tf
 
+from walsrec import native
 from walsrec.errors import ConfigError, DataError, WalsrecError
 from walsrec.wals import (
     EpochStats,
@@ -125,12 +126,18 @@ REFERENCE_CASES = {
 }
 
 
+@pytest.mark.parametrize("kernel", ["fused", "graph"])
 @pytest.mark.parametrize("case", sorted(REFERENCE_CASES))
-def test_agrees_with_dense_numpy_reference(case: str) -> None:
+def test_agrees_with_dense_numpy_reference(case: str, kernel: str) -> None:
     ratings, mask = random_ratings(30, 20, density=0.25, seed=3)
     matrix = sp.csr_matrix(ratings, dtype=np.float32)
     config64 = WALSConfig(
-        n_factors=5, epochs=3, init_scale=1.0, dtype="float64", **REFERENCE_CASES[case]
+        n_factors=5,
+        epochs=3,
+        init_scale=1.0,
+        dtype="float64",
+        kernel=kernel,
+        **REFERENCE_CASES[case],
     )
     expected = reference_wals(ratings, mask, config64, epochs=3)
 
@@ -220,6 +227,7 @@ def test_chunking_does_not_change_the_result(solver: str) -> None:
             **extra,
             "solver": solver,
             "dtype": "float32" if solver == "cholesky" else "float64",
+            "kernel": "graph",  # chunks are the graph kernel's; the fused one has none
         }
         default = train_wals(matrix, WALSConfig(n_factors=6, epochs=3, **extra))
         # One row per chunk and sequential: dozens of solver calls per half-step, no threads.
@@ -495,7 +503,96 @@ def test_no_jit_gives_the_same_result() -> None:
     ratings, _ = random_ratings(30, 25, density=0.3, seed=14)
     matrix = sp.csr_matrix(ratings, dtype=np.float32)
     for solver in ("cholesky", "cg"):
-        config = WALSConfig(n_factors=4, epochs=3, solver=solver, dtype="float64")
+        config = WALSConfig(n_factors=4, epochs=3, solver=solver, dtype="float64", kernel="graph")
         compiled = train_wals(matrix, config)
         plain = train_wals(matrix, WALSConfig.from_dict({**config.to_dict(), "jit_compile": False}))
         np.testing.assert_allclose(plain.user_factors, compiled.user_factors, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+@pytest.mark.parametrize("case", sorted(REFERENCE_CASES))
+def test_fused_kernel_solves_what_the_graph_kernel_solves(case: str, solver: str) -> None:
+    # Empty rows and columns too: the fused kernel reads CSR rows of any length, including 0.
+    ratings, _ = random_ratings(60, 45, density=0.2, seed=21)
+    ratings[:, 7] = 0.0
+    ratings[11] = 0.0
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    base = dict(n_factors=6, epochs=4, solver=solver, dtype="float64", **REFERENCE_CASES[case])
+    graph = train_wals(matrix, WALSConfig(kernel="graph", **base))
+    fused = train_wals(matrix, WALSConfig(kernel="fused", **base))
+    tolerance = dict(rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(fused.user_factors, graph.user_factors, **tolerance)
+    np.testing.assert_allclose(fused.item_factors, graph.item_factors, **tolerance)
+    np.testing.assert_allclose(
+        [h.loss for h in fused.history], [h.loss for h in graph.history], rtol=1e-10
+    )
+    if graph.user_bias is not None:
+        np.testing.assert_allclose(fused.user_bias, graph.user_bias, **tolerance)
+        np.testing.assert_allclose(fused.item_bias, graph.item_bias, **tolerance)
+
+
+def test_fused_kernel_float32_on_a_realistic_matrix() -> None:
+    # Power-law rows (a few long ones) in float32, the production setting: the two kernels sum
+    # in different orders, so they agree to float32 rounding, and both recover the same ranking.
+    from walsrec.synthetic import generate_interactions
+
+    data = generate_interactions(600, 300, 20000, seed=3)
+    matrix = sp.csr_matrix(
+        (data.ratings, (data.users, data.items)), shape=(data.n_users, data.n_items)
+    )
+    for solver in ("cholesky", "cg"):
+        base = dict(n_factors=16, epochs=5, solver=solver, regularization=5.0, alpha=2.0)
+        graph = train_wals(matrix, WALSConfig(kernel="graph", **base))
+        fused = train_wals(matrix, WALSConfig(kernel="fused", **base))
+        for ours, theirs in (
+            (fused.user_factors, graph.user_factors),
+            (fused.item_factors, graph.item_factors),
+        ):
+            assert np.linalg.norm(ours - theirs) < 1e-3 * np.linalg.norm(theirs), solver
+        assert fused.history[-1].loss == pytest.approx(graph.history[-1].loss, rel=1e-5)
+
+
+def test_kernel_auto_falls_back_when_the_fused_kernel_cannot_be_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A fresh build folder and no compiler anywhere: a real failed build, not a stub.
+    monkeypatch.setenv("WALSREC_NATIVE_CACHE", str(tmp_path / "native"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr("walsrec.wals._warned_no_fused_kernel", False)
+    native.load.cache_clear()
+    try:
+        with pytest.raises(native.NativeBuildError, match="no C\\+\\+ compiler found"):
+            native.build()
+        matrix = sp.csr_matrix(random_ratings(20, 15, density=0.3, seed=5)[0], dtype=np.float32)
+        config = WALSConfig(n_factors=3, epochs=2, dtype="float64")
+        with caplog.at_level(logging.WARNING, logger="walsrec.wals"):
+            auto = train_wals(matrix, config)
+        assert "fused WALS kernel is unavailable" in caplog.text
+        assert "no C++ compiler found" in caplog.text
+        graph = train_wals(
+            matrix, WALSConfig(n_factors=3, epochs=2, dtype="float64", kernel="graph")
+        )
+        np.testing.assert_array_equal(auto.user_factors, graph.user_factors)
+        with pytest.raises(native.NativeBuildError, match="compiler"):
+            train_wals(matrix, WALSConfig(n_factors=3, epochs=2, kernel="fused"))
+    finally:
+        native.load.cache_clear()  # the next test loads the real library again
+
+
+def test_kernel_is_validated() -> None:
+    with pytest.raises(
+        ConfigError, match="kernel must be one of 'auto', 'fused', 'graph', got 'c'"
+    ):
+        WALSConfig(kernel="c")
+    assert WALSConfig().kernel == "auto"
+
+
+def test_training_never_modifies_the_callers_matrix() -> None:
+    # A canonical float32 CSR matrix is used without a copy: it must come back untouched.
+    ratings, _ = random_ratings(30, 20, density=0.3, seed=6)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    before = (matrix.data.copy(), matrix.indices.copy(), matrix.indptr.copy())
+    train_wals(matrix, WALSConfig(n_factors=3, epochs=2))
+    for array, original in zip((matrix.data, matrix.indices, matrix.indptr), before, strict=True):
+        np.testing.assert_array_equal(array, original)
