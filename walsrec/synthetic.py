@@ -126,11 +126,11 @@ def generate_interactions(
     *,
     n_topics: int = 16,
     user_exponent: float = 1.0,
-    item_exponent: float = 1.0,
+    item_exponent: float = 0.8,
     min_user_interactions: int = 20,
     max_user_fraction: float = 0.3,
-    topic_concentration: float = 0.3,
-    noise: float = 0.2,
+    topic_concentration: float = 0.1,
+    noise: float = 0.1,
     seed: int = 0,
 ) -> SyntheticData:
     """Draw `n_interactions` distinct (user, item) pairs with power-law popularity and tastes.
