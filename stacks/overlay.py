@@ -14,6 +14,7 @@ what requirements.txt pins (a GPU step can drop tensorflow-cpu).
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 
@@ -212,4 +213,36 @@ def apply_stack_overlay(
     """
     if overlay_dir is None:
         return copy.deepcopy(config)
-    return resolve_settings(deep_merge(config, load_overlay(overlay_dir, pipeline_name)), root)
+    merged = deep_merge(config, load_overlay(overlay_dir, pipeline_name))
+    return resolve_settings(match_threads_to_cpus(merged), root)
+
+
+def match_threads_to_cpus(config: dict) -> dict:
+    """Set TF_NUM_INTRAOP_THREADS in each pod to the CPUs its resources ask for.
+
+    TensorFlow sizes its intra-op pool (which runs the fused WALS kernel) from the CPUs it
+    sees, which in a pod are the node's, not the pod's CPU limit: a 4-CPU trainer on a 32-core
+    node would run 32 threads and be throttled. The pipeline-level resources set the default,
+    a step's own resources its own value; an explicit TF_NUM_INTRAOP_THREADS is kept.
+
+    Args:
+        config: a ZenML run config after the overlay is merged in; modified and returned.
+    """
+
+    def threads(resources: dict | None) -> str | None:
+        cpus = (resources or {}).get("cpu_count")
+        return None if cpus is None else str(max(1, math.ceil(float(cpus))))
+
+    key = "TF_NUM_INTRAOP_THREADS"
+    environment = config.setdefault("environment", {})
+    if key in environment:
+        return config  # the user chose, for every pod
+    default = threads((config.get("settings") or {}).get("resources"))
+    if default is not None:
+        environment[key] = default
+    for step in (config.get("steps") or {}).values():
+        own = threads(((step or {}).get("settings") or {}).get("resources"))
+        if own is not None and key not in (step.get("environment") or {}):
+            # A step's environment replaces the pipeline's: carry the pipeline's along.
+            step["environment"] = {**environment, **(step.get("environment") or {}), key: own}
+    return config

@@ -8,6 +8,7 @@ and the upload are skipped (stacks/compile.py).
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,8 @@ def test_pipeline_compiles_to_the_configured_kubeflow_spec(export_name, kubeflow
         task = compiled.tasks[step_name]
         assert task.cpu_limit and task.memory_limit, f"{step_name} has no resource limits"
         assert task.environment["WALSREC_CACHE_DIR"] == config["environment"]["WALSREC_CACHE_DIR"]
+        # TensorFlow's thread pool (the fused WALS kernel's) sized to the pod, not the node.
+        assert task.environment["TF_NUM_INTRAOP_THREADS"] == str(math.ceil(float(task.cpu_limit)))
     # Secrets reach the pods from ZenML's secret store at run time, never through the spec.
     spec_text = compiled.path.read_text(encoding="utf-8")
     for value in kubeflow_secrets.values():
