@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +31,31 @@ from walsrec.errors import DataError
 
 FORMAT_VERSION = 1
 FORMAT_NAME = "walsrec-model"
+
+
+def score_rows(model: Any, users: np.ndarray) -> np.ndarray:
+    """float32 [len(users), n_items]: global_mean + b_u + b_i + x_u . y_i for every item.
+
+    The one scoring formula, shared by `RecommenderModel` and `walsrec.wals.WALSModel` (any
+    object with user_factors, item_factors, user_bias, item_bias and global_mean; biases may be
+    None). `users` are valid row indices.
+    """
+    scores = model.user_factors[users] @ model.item_factors.T
+    if model.item_bias is not None:
+        scores += model.item_bias[np.newaxis, :]
+    if model.user_bias is not None:
+        scores += model.user_bias[users, np.newaxis]
+    return (scores + np.float32(model.global_mean)).astype(np.float32, copy=False)
+
+
+def predict_pairs(model: Any, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """float32 [n]: the `score_rows` formula for (user, item) index pairs of equal length."""
+    predictions = np.einsum("ij,ij->i", model.user_factors[users], model.item_factors[items])
+    if model.user_bias is not None:
+        predictions += model.user_bias[users]
+    if model.item_bias is not None:
+        predictions += model.item_bias[items]
+    return (predictions + np.float32(model.global_mean)).astype(np.float32, copy=False)
 
 
 @dataclass
@@ -86,24 +112,13 @@ class RecommenderModel:
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Dense scores [len(users), n_items] for ranking: x_u . y_i (+ biases)."""
-        users = np.asarray(users, dtype=np.int64)
-        scores = self.user_factors[users] @ self.item_factors.T
-        if self.item_bias is not None:
-            scores += self.item_bias[np.newaxis, :]
-        if self.user_bias is not None:
-            scores += self.user_bias[users, np.newaxis]
-        return scores + np.float32(self.global_mean)
+        return score_rows(self, np.asarray(users, dtype=np.int64))
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predictions for (user, item) index pairs: global mean + biases + x_u . y_i."""
-        users = np.asarray(users, dtype=np.int64)
-        items = np.asarray(items, dtype=np.int64)
-        predictions = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
-        if self.user_bias is not None:
-            predictions = predictions + self.user_bias[users]
-        if self.item_bias is not None:
-            predictions = predictions + self.item_bias[items]
-        return predictions + np.float32(self.global_mean)
+        return predict_pairs(
+            self, np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
+        )
 
     def save(self, directory: str | Path) -> None:
         """Write the model as plain files into `directory` (created if needed)."""

@@ -56,6 +56,7 @@ import tensorflow as tf  # noqa: E402
 
 from walsrec import native  # noqa: E402
 from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys  # noqa: E402
+from walsrec.model import predict_pairs, score_rows  # noqa: E402
 
 __all__ = [
     "EpochStats",
@@ -318,12 +319,7 @@ class WALSModel:
             raise DataError(
                 f"users and items must have the same length, got {users.size} and {items.size}"
             )
-        predictions = np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
-        if self.user_bias is not None:
-            predictions += self.user_bias[users]
-        if self.item_bias is not None:
-            predictions += self.item_bias[items]
-        return (predictions + np.float32(self.global_mean)).astype(np.float32, copy=False)
+        return predict_pairs(self, users, items)
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
         """Dense scores of every item for some users, for ranking (same formula as `predict`).
@@ -334,13 +330,7 @@ class WALSModel:
         Returns:
             float32 [n, n_items].
         """
-        users = _index_array("users", users, self.n_users)
-        scores = self.user_factors[users] @ self.item_factors.T
-        if self.item_bias is not None:
-            scores += self.item_bias[np.newaxis, :]
-        if self.user_bias is not None:
-            scores += self.user_bias[users, np.newaxis]
-        return (scores + np.float32(self.global_mean)).astype(np.float32, copy=False)
+        return score_rows(self, _index_array("users", users, self.n_users))
 
     def fold_in(
         self, items: np.ndarray, values: np.ndarray | None = None
