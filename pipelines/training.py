@@ -22,6 +22,7 @@ def training_pipeline(
     evaluation: dict,
     promotion: dict,
     output: dict,
+    bayes: dict | None = None,
 ) -> None:
     """Train and evaluate a WALS recommender; each run is a new version of the configured model.
 
@@ -34,9 +35,10 @@ def training_pipeline(
         evaluation: ranking cut-off `k` and learning-curve options.
         promotion: the metric that decides promotion to production.
         output: optional `topk_path` to write every user's top-k after training.
+        bayes: posterior averaging of the WALS model (rating prediction; off when absent).
     """
     dataset, _ = load_and_split(data, split, preprocess)
-    model = model_trainer(dataset, wals=wals, evaluation=evaluation)
+    model = model_trainer(dataset, wals=wals, evaluation=evaluation, bayes=bayes)
     evaluation_result = model_evaluator(model, dataset, evaluation=evaluation)[0]
     model_promoter(evaluation_result, promotion=promotion)
     if output.get("topk_path"):

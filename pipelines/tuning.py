@@ -28,6 +28,7 @@ def tuning_pipeline(
     evaluation: dict,
     promotion: dict,
     output: dict,
+    bayes: dict | None = None,
 ) -> None:
     """Tune WALS (+ item-item blend) on validation, retrain the best on train + validation.
 
@@ -45,9 +46,10 @@ def tuning_pipeline(
         evaluation: ranking cut-off `k`.
         promotion: the metric deciding promotion to production.
         output: optional `topk_path` and `predictions_path` (every test pair).
+        bayes: base values of posterior averaging (rating prediction; off when absent).
     """
     dataset, test_interactions = load_and_split(data, split, preprocess)
-    study = tuning_study(data=data, split=split, wals=wals, blend=blend, tuning=tuning)
+    study = tuning_study(data=data, split=split, wals=wals, blend=blend, tuning=tuning, bayes=bayes)
     workers = [
         tuning_worker(
             dataset,
@@ -56,13 +58,14 @@ def tuning_pipeline(
             blend=blend,
             tuning=tuning,
             worker_index=index,
+            bayes=bayes,
             id=f"tuning_worker_{index}",
         )
         for index in range(int(tuning.get("n_workers", 1)))
     ]
     best = best_params_selector(study, tuning=tuning, after=workers)[0]
     model, evaluation_dataset = tuned_model_trainer(
-        dataset, best, wals=wals, blend=blend, evaluation=evaluation
+        dataset, best, wals=wals, blend=blend, evaluation=evaluation, bayes=bayes
     )
     evaluation_result = model_evaluator(model, evaluation_dataset, evaluation=evaluation)[0]
     model_promoter(evaluation_result, promotion=promotion)

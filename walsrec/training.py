@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from walsrec.baselines import PopularityModel
+from walsrec.bayes import BayesConfig, PairAverage, PosteriorSample, train_bayes
 from walsrec.data import Dataset
-from walsrec.metrics import evaluate
+from walsrec.metrics import evaluate, rating_metrics
 from walsrec.model import RecommenderModel
 from walsrec.wals import WALSConfig, WALSModel, train_wals
 
@@ -25,6 +26,7 @@ def train_model(
     dataset: Dataset,
     config: WALSConfig,
     *,
+    bayes: BayesConfig | None = None,
     k: int = 10,
     validation_every_epoch: bool = True,
     progress: bool = True,
@@ -34,26 +36,48 @@ def train_model(
     Args:
         dataset: the split dataset; test data is never read here.
         config: the WALS hyperparameters.
+        bayes: posterior averaging (`walsrec.bayes`); None or 0 samples trains plain WALS.
         k: cut-off for the per-epoch validation metrics of the learning curve.
         validation_every_epoch: when the dataset has a validation split, evaluate on it after
             each epoch (the learning curve); cheap on MovieLens-100K, skip it at large scale.
-        progress: show a progress bar over epochs.
+            With posterior averaging: the validation RMSE and MAE of the average so far, after
+            each averaged sample.
+        progress: show a progress bar over epochs (sweeps).
 
     Returns:
         The trained model, with `metadata["history"]` holding the loss (and validation metrics)
-        per epoch.
+        per epoch, or per Gibbs sweep with `metadata["bayes"]` describing the sampling.
     """
     validation_curve: dict[int, dict[str, float]] = {}
-    callback = None
-    if validation_every_epoch and dataset.validation is not None and dataset.validation.nnz:
-
-        def callback(epoch: int, model: WALSModel) -> None:
-            validation_curve[epoch] = evaluate(
-                model.score_users, dataset.train, dataset.validation, k=k
-            )
-
+    validating = (
+        validation_every_epoch and dataset.validation is not None and dataset.validation.nnz > 0
+    )
     started = time.perf_counter()
-    wals = train_wals(dataset.train, config, progress=progress, callback=callback, log=logger)
+    if bayes is not None and bayes.enabled:
+        sample_callback = None
+        if validating:
+            held = dataset.validation.tocoo()
+            average = PairAverage(held.row, held.col)
+
+            def sample_callback(number: int, sample: PosteriorSample) -> None:
+                # History rows are sweeps: the averaged sample `number` is sweep burn_in + number.
+                validation_curve[bayes.burn_in + number] = rating_metrics(
+                    average.add(sample), held.data
+                )
+
+        wals = train_bayes(
+            dataset.train, config, bayes, progress=progress, callback=sample_callback, log=logger
+        )
+    else:
+        callback = None
+        if validating:
+
+            def callback(epoch: int, model: WALSModel) -> None:
+                validation_curve[epoch] = evaluate(
+                    model.score_users, dataset.train, dataset.validation, k=k
+                )
+
+        wals = train_wals(dataset.train, config, progress=progress, callback=callback, log=logger)
     seconds = time.perf_counter() - started
     history = []
     for stats in wals.history:
@@ -66,6 +90,20 @@ def train_model(
             }
         history.append(row)
     train = dataset.train.tocsr()
+    metadata = {
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "training_seconds": round(seconds, 3),
+        "history": history,
+        "dataset": dict(dataset.stats),
+    }
+    if bayes is not None and bayes.enabled:
+        # The saved config describes the saved factors (n_factors = the compressed rank, what
+        # fold-in needs); the sampled model's own n_factors is kept here.
+        metadata["bayes"] = {
+            **bayes.to_dict(),
+            "sampled_factors": config.n_factors,
+            "averaged_samples": len(history) - bayes.burn_in,
+        }
     return RecommenderModel(
         user_factors=wals.user_factors,
         item_factors=wals.item_factors,
@@ -77,13 +115,8 @@ def train_model(
         seen=train,
         item_popularity=PopularityModel.fit(train).item_counts,
         item_titles=dict(dataset.item_titles),
-        config=config.to_dict(),
-        metadata={
-            "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "training_seconds": round(seconds, 3),
-            "history": history,
-            "dataset": dict(dataset.stats),
-        },
+        config=wals.config.to_dict(),
+        metadata=metadata,
     )
 
 

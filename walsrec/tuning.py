@@ -14,7 +14,9 @@ The flow, each part one function:
   WAITING, and a worker only ever runs a trial it popped atomically from the storage.
 - `validation_folds` + `ValidationObjective`: the objective sees the train and validation
   matrices and nothing else, so the test split cannot reach it. Each trial trains WALS and
-  reports the validation metric after every sweep, so the pruner stops hopeless trials early.
+  reports the validation metric after every epoch (with posterior averaging, `bayes:`, the
+  validation error of the average so far after every `report_every` samples), so the pruner
+  stops hopeless trials early.
 - `run_worker`: pop and run trials until the queue is empty (or the time budget is spent),
   with a heartbeat: a trial whose worker died (SIGKILL, a lost pod) is marked FAIL once its
   heartbeat is older than the grace period, and a copy of it goes back into the queue.
@@ -42,6 +44,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from walsrec.bayes import BayesConfig, PairAverage, gibbs_samples
 from walsrec.data import Dataset
 from walsrec.data.splits import random_holdout
 from walsrec.ensemble import BlendConfig, blend_model, blended_score_fn
@@ -83,6 +86,7 @@ JOURNAL_PREFIX = "journal://"
 RATING_OBJECTIVES = ("rmse", "mae")
 WALS_KEYS = tuple(f.name for f in dataclasses.fields(WALSConfig))
 BLEND_KEYS = tuple(f.name for f in dataclasses.fields(BlendConfig))
+BAYES_KEYS = tuple(f.name for f in dataclasses.fields(BayesConfig))
 PARAMETER_TYPES = ("int", "float", "categorical")
 
 
@@ -147,14 +151,15 @@ class ParameterSpec:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Tuned parameters (WALS config keys and blend keys), and values fixed for every trial."""
+    """Tuned parameters (WALS, blend and bayes keys), and values fixed for every trial."""
 
     parameters: tuple[ParameterSpec, ...] = ()
     fixed: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> SearchSpace:
-        """Each key is a WALS or blend key: a mapping is a range or choices, a scalar is fixed.
+        """Each key is a WALS, blend or bayes key: a mapping is a range or choices, a scalar is
+        fixed.
 
         Raises:
             ConfigError: an unknown key or an invalid range.
@@ -165,10 +170,11 @@ class SearchSpace:
             raise ConfigError("tuning.search_space must be a mapping of parameter -> range")
         parameters, fixed = [], {}
         for name, spec in values.items():
-            if name not in WALS_KEYS + BLEND_KEYS:
+            if name not in WALS_KEYS + BLEND_KEYS + BAYES_KEYS:
                 raise ConfigError(
-                    f"tuning.search_space.{name} is neither a WALS key ({', '.join(WALS_KEYS)}) "
-                    f"nor a blend key ({', '.join(BLEND_KEYS)})"
+                    f"tuning.search_space.{name} is neither a WALS key ({', '.join(WALS_KEYS)}), "
+                    f"a blend key ({', '.join(BLEND_KEYS)}) nor a bayes key "
+                    f"({', '.join(BAYES_KEYS)})"
                 )
             if isinstance(spec, Mapping):
                 parameters.append(ParameterSpec.from_dict(name, spec))
@@ -199,7 +205,10 @@ class TuningConfig:
         storage: an SQLAlchemy URL or journal:///path; None: env var, else the SQLite default.
         sampler_seed, n_startup_trials, multivariate: the TPE sampler.
         pruning, pruner_startup_trials, pruner_warmup_epochs: the median pruner on the
-            per-epoch validation metric.
+            per-epoch validation metric (with `bayes:`, per posterior sample: the warm-up
+            counts samples).
+        report_every: epochs (posterior samples) between two reports of the validation metric
+            to the pruner; each report is a write to the study's storage.
         validation_folds: average the objective over this many validation splits (the
             configured one, then re-draws of the same size from train + validation).
         heartbeat_interval, grace_period: seconds; a RUNNING trial without a heartbeat for
@@ -220,6 +229,7 @@ class TuningConfig:
     pruning: bool = True
     pruner_startup_trials: int = 5
     pruner_warmup_epochs: int = 3
+    report_every: int = 1
     validation_folds: int = 1
     heartbeat_interval: int = 10
     grace_period: int = 30
@@ -246,6 +256,7 @@ class TuningConfig:
             "n_workers",
             "n_startup_trials",
             "pruner_startup_trials",
+            "report_every",
             "validation_folds",
             "heartbeat_interval",
             "grace_period",
@@ -292,22 +303,30 @@ def metric_k(objective: str) -> int | None:
 
 
 def derive_study_name(
-    tuning: TuningConfig, wals: Mapping, blend: Mapping, split: Mapping, source: str
+    tuning: TuningConfig,
+    wals: Mapping,
+    blend: Mapping,
+    split: Mapping,
+    source: str,
+    bayes: Mapping | None = None,
 ) -> str:
     """A stable name from everything that defines the study, so a rerun resumes it.
 
     The budget (n_trials, timeout, workers) is left out: raising n_trials continues the study.
+    An empty or missing `bayes` section and the default `report_every` leave the name as it was
+    before they existed, so existing studies still resume.
     """
     if tuning.study_name:
         return tuning.study_name
     defining = tuning.to_dict()
     for key in ("n_trials", "timeout", "n_workers", "storage", "progress", "study_name"):
         defining.pop(key, None)
-    payload = json.dumps(
-        {"tuning": defining, "wals": wals, "blend": blend, "split": split, "source": source},
-        sort_keys=True,
-        default=str,
-    )
+    if defining.get("report_every") == 1:
+        defining.pop("report_every")
+    defines = {"tuning": defining, "wals": wals, "blend": blend, "split": split, "source": source}
+    if bayes:
+        defines["bayes"] = bayes
+    payload = json.dumps(defines, sort_keys=True, default=str)
     digest = hashlib.sha256(payload.encode()).hexdigest()[:10]
     return f"walsrec-{tuning.objective.replace('@', '-at-')}-{digest}"
 
@@ -517,9 +536,11 @@ def validation_folds(
 class ValidationObjective:
     """Optuna objective: train WALS (and the blend) per fold, score on validation.
 
-    It holds `ValidationFold`s only. The value after each epoch of the first fold is reported
-    to the trial, so the pruner can stop a trial early; with several folds, the objective is
-    their mean.
+    It holds `ValidationFold`s only. The value after each epoch of the first fold (every
+    `report_every` epochs) is reported to the trial, so the pruner can stop a trial early; with
+    several folds, the objective is their mean. With posterior averaging (`bayes:`) the steps
+    are the averaged samples and the value is the validation error of the average so far,
+    which is what the final averaged model predicts.
     """
 
     def __init__(
@@ -529,6 +550,8 @@ class ValidationObjective:
         objective: str = "ndcg@10",
         base_wals: Mapping[str, Any] | None = None,
         base_blend: Mapping[str, Any] | None = None,
+        base_bayes: Mapping[str, Any] | None = None,
+        report_every: int = 1,
     ) -> None:
         if not folds or not all(isinstance(fold, ValidationFold) for fold in folds):
             raise DataError("the tuning objective needs at least one ValidationFold")
@@ -538,14 +561,29 @@ class ValidationObjective:
         self.k = metric_k(objective)
         self.base_wals = dict(base_wals or {})
         self.base_blend = dict(base_blend or {})
+        self.base_bayes = dict(base_bayes or {})
+        self.report_every = int(report_every)
+        fixed_samples = search_space.fixed.get(
+            "posterior_samples", self.base_bayes.get("posterior_samples")
+        )
+        tuned = any(p.name == "posterior_samples" for p in search_space.parameters)
+        if self.k is not None and (tuned or fixed_samples):
+            raise ConfigError(
+                f"bayes.posterior_samples > 0 averages rating predictions: tune it on "
+                f"tuning.objective rmse or mae, not {objective}"
+            )
 
-    def configs(self, params: Mapping[str, Any]) -> tuple[WALSConfig, BlendConfig]:
-        """The WALS and blend configs of one trial's parameters over the base values."""
-        wals = {**self.base_wals, **{k: v for k, v in params.items() if k in WALS_KEYS}}
-        blend = {**self.base_blend, **{k: v for k, v in params.items() if k in BLEND_KEYS}}
+    def configs(self, params: Mapping[str, Any]) -> tuple[WALSConfig, BlendConfig, BayesConfig]:
+        """The WALS, blend and bayes configs of one trial's parameters over the base values.
+
+        Raises:
+            ConfigError: an invalid value, or posterior averaging of a WALS config that is not
+                a rating model.
+        """
+        wals, blend, bayes = split_params(params, self.base_wals, self.base_blend, self.base_bayes)
         if self.k is None:  # rating prediction: the item-item scores are not ratings
-            blend["item_item_weight"] = 0.0
-        return WALSConfig.from_dict(wals), BlendConfig.from_dict(blend)
+            blend = dataclasses.replace(blend, item_item_weight=0.0)
+        return wals, blend, bayes
 
     def score(self, model: WALSModel, fold: ValidationFold, score_fn: Callable | None) -> float:
         """The objective on one fold's validation matrix."""
@@ -557,9 +595,11 @@ class ValidationObjective:
         return float(metrics[self.objective])
 
     def __call__(self, trial: Any) -> float:
-        wals_config, blend = self.configs(self.search_space.sample(trial))
+        wals_config, blend, bayes = self.configs(self.search_space.sample(trial))
         values = [
-            self._fold_value(trial, index, fold, wals_config, blend)
+            self._posterior_value(trial, index, fold, wals_config, bayes)
+            if bayes.enabled
+            else self._fold_value(trial, index, fold, wals_config, blend)
             for index, fold in enumerate(self.folds)
         ]
         trial.set_user_attr("fold_values", [float(v) for v in values])
@@ -573,9 +613,7 @@ class ValidationObjective:
         wals_config: WALSConfig,
         blend: BlendConfig,
     ) -> float:
-        """Train on one fold; the first fold reports every epoch to the pruner."""
-        import optuna
-
+        """Train on one fold; the first fold reports to the pruner (every `report_every` epochs)."""
         item_weights = None
         if blend.enabled:
             item_weights = ease_item_weights(
@@ -587,13 +625,44 @@ class ValidationObjective:
             score_fn = blended_score_fn(model.score_users, fold.train, item_weights, blend)
             curve.append(self.score(model, fold, score_fn))
             if index == 0:
-                trial.report(curve[-1], epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch}: {curve[-1]:.5f}")
+                self._report(trial, curve[-1], epoch)
             return False
 
         train_wals(fold.train, wals_config, callback=on_epoch, log=_TRIAL_LOG)
         return curve[-1]
+
+    def _posterior_value(
+        self,
+        trial: Any,
+        index: int,
+        fold: ValidationFold,
+        wals_config: WALSConfig,
+        bayes: BayesConfig,
+    ) -> float:
+        """Sample on one fold; the validation error of the running average of the samples.
+
+        The averaged model itself is not built (its SVD compression is for the final model):
+        the running average of the validation pairs' predictions is exactly what it predicts
+        before compression.
+        """
+        held = fold.validation.tocoo()
+        average = PairAverage(held.row, held.col)
+        value = math.nan
+        for sample in gibbs_samples(fold.train, wals_config, bayes, log=_TRIAL_LOG):
+            value = rating_metrics(average.add(sample), held.data)[self.objective]
+            if index == 0:
+                self._report(trial, value, sample.number)
+        return value
+
+    def _report(self, trial: Any, value: float, step: int) -> None:
+        """Report to the pruner every `report_every` steps; raises TrialPruned to stop."""
+        import optuna
+
+        if step % self.report_every:
+            return
+        trial.report(value, step)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step}: {value:.5f}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -837,18 +906,30 @@ def study_plots_html(study: Any) -> dict[str, str]:
 
 
 def split_params(
-    params: Mapping[str, Any], base_wals: Mapping[str, Any], base_blend: Mapping[str, Any]
-) -> tuple[WALSConfig, BlendConfig]:
-    """The WALS and blend configs of a set of best params over the base values."""
+    params: Mapping[str, Any],
+    base_wals: Mapping[str, Any],
+    base_blend: Mapping[str, Any] | None,
+    base_bayes: Mapping[str, Any] | None = None,
+) -> tuple[WALSConfig, BlendConfig, BayesConfig]:
+    """The WALS, blend and bayes configs of a set of params over the base values.
+
+    Raises:
+        ConfigError: an invalid value, or posterior averaging of a WALS config that is not a
+            rating model (see `BayesConfig.check_model`).
+    """
     wals = {**base_wals, **{k: v for k, v in params.items() if k in WALS_KEYS}}
     blend = {**(base_blend or {}), **{k: v for k, v in params.items() if k in BLEND_KEYS}}
-    return WALSConfig.from_dict(wals), BlendConfig.from_dict(blend)
+    bayes = {**(base_bayes or {}), **{k: v for k, v in params.items() if k in BAYES_KEYS}}
+    wals_config, bayes_config = WALSConfig.from_dict(wals), BayesConfig.from_dict(bayes)
+    bayes_config.check_model(wals_config)
+    return wals_config, BlendConfig.from_dict(blend), bayes_config
 
 
 def train_best_model(
     dataset: Dataset,
     wals_config: WALSConfig,
     blend: BlendConfig,
+    bayes: BayesConfig | None = None,
     *,
     k: int = 10,
     progress: bool = False,
@@ -856,8 +937,9 @@ def train_best_model(
     """Retrain on train + validation with the chosen configs; the dataset to evaluate it on.
 
     Returns:
-        The model (blended when the blend is enabled and the mode is implicit) and the dataset
-        whose train part is train + validation (no validation part; the same test part).
+        The model (blended when the blend is enabled and the mode is implicit; the posterior
+        average when `bayes` is enabled) and the dataset whose train part is train +
+        validation (no validation part; the same test part).
     """
     train = dataset.train
     if dataset.validation is not None:
@@ -869,7 +951,9 @@ def train_best_model(
         validation=None,
         stats={**dataset.stats, "train_interactions": int(train.nnz), "merged_validation": True},
     )
-    model = train_model(full, wals_config, k=k, validation_every_epoch=False, progress=progress)
+    model = train_model(
+        full, wals_config, bayes=bayes, k=k, validation_every_epoch=False, progress=progress
+    )
     if wals_config.mode == "implicit":
         model = blend_model(model, blend)
     return model, full

@@ -17,7 +17,12 @@ logger = logging.getLogger(__name__)
 
 @step
 def tuned_model_trainer(
-    dataset: Dataset, best_params: dict, wals: dict, blend: dict, evaluation: dict
+    dataset: Dataset,
+    best_params: dict,
+    wals: dict,
+    blend: dict,
+    evaluation: dict,
+    bayes: dict | None = None,
 ) -> tuple[
     Annotated[
         RecommenderModel, ArtifactConfig(name="recommender", artifact_type=ArtifactType.MODEL)
@@ -27,14 +32,18 @@ def tuned_model_trainer(
     """Train the final model on train + validation with the study's best parameters.
 
     Returns:
-        The model (blended with the item-item part when the best trial used it) and the dataset
-        to evaluate it on: train + validation as its train part, the untouched test part.
+        The model (blended with the item-item part when the best trial used it, the posterior
+        average with `bayes.posterior_samples` > 0) and the dataset to evaluate it on: train +
+        validation as its train part, the untouched test part.
     """
-    wals_config, blend_config = split_params(best_params["best_params"], wals, blend or {})
+    wals_config, blend_config, bayes_config = split_params(
+        best_params["best_params"], wals, blend or {}, bayes
+    )
     model, full = train_best_model(
         dataset,
         wals_config,
         blend_config,
+        bayes_config,
         k=int(evaluation.get("k", 10)),
         progress=bool(evaluation.get("progress", False)),
     )
@@ -48,6 +57,7 @@ def tuned_model_trainer(
             "training_seconds": model.metadata["training_seconds"],
             "wals_config": wals_config.to_dict(),
             "blend": blend_config.to_dict(),
+            "bayes": bayes_config.to_dict(),
         },
         infer_model=True,
     )

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)  # the study lives in external storage: always look at it
 def tuning_study(
-    data: dict, split: dict, wals: dict, blend: dict, tuning: dict
+    data: dict, split: dict, wals: dict, blend: dict, tuning: dict, bayes: dict | None = None
 ) -> Annotated[dict, "study"]:
     """Create the study or load it (a rerun resumes it) and top up its trial queue.
 
@@ -31,13 +31,14 @@ def tuning_study(
         wals: the base WALS values.
         blend: the base blend values.
         tuning: the `tuning:` section.
+        bayes: the base posterior-averaging values (None: the section is absent).
 
     Returns:
         {"study_name", "storage" (password redacted), "objective", "existing", "enqueued"}.
     """
     config = TuningConfig.from_dict(tuning)
     url = resolve_storage_url(config.storage)
-    name = derive_study_name(config, wals, blend or {}, split, str(data.get("source")))
+    name = derive_study_name(config, wals, blend or {}, split, str(data.get("source")), bayes)
     storage = open_storage(
         url, heartbeat_interval=config.heartbeat_interval, grace_period=config.grace_period
     )

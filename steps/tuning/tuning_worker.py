@@ -20,17 +20,33 @@ from walsrec.tuning import (
 logger = logging.getLogger(__name__)
 
 
-def objective_for(dataset: Dataset, config: TuningConfig, wals: dict, blend: dict):
+def objective_for(
+    dataset: Dataset, config: TuningConfig, wals: dict, blend: dict, bayes: dict | None = None
+):
     """The objective of a dataset: built from its train and validation parts only."""
     folds = validation_folds(
         dataset.train, dataset.validation, config.validation_folds, seed=config.sampler_seed
     )
-    return ValidationObjective(folds, config.search_space, config.objective, wals, blend)
+    return ValidationObjective(
+        folds,
+        config.search_space,
+        config.objective,
+        wals,
+        blend,
+        bayes,
+        report_every=config.report_every,
+    )
 
 
 @step(enable_cache=False)
 def tuning_worker(
-    dataset: Dataset, study: dict, wals: dict, blend: dict, tuning: dict, worker_index: int
+    dataset: Dataset,
+    study: dict,
+    wals: dict,
+    blend: dict,
+    tuning: dict,
+    worker_index: int,
+    bayes: dict | None = None,
 ) -> Annotated[dict, "worker_summary"]:
     """Pop and run trials until the study's queue is empty or the time budget is spent.
 
@@ -46,7 +62,7 @@ def tuning_worker(
         heartbeat_interval=config.heartbeat_interval,
         grace_period=config.grace_period,
     )
-    objective = objective_for(dataset, config, wals, blend or {})
+    objective = objective_for(dataset, config, wals, blend or {}, bayes)
     summary = run_worker(
         storage, study["study_name"], objective, config, worker=f"worker {worker_index}"
     )

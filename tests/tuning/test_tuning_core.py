@@ -1,4 +1,5 @@
-"""The tuning core: search space, storage resolution, the validation-only objective, blends."""
+"""The tuning core: search space, storage resolution, the validation-only objective, blends,
+posterior averaging."""
 
 from __future__ import annotations
 
@@ -12,20 +13,25 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from walsrec.bayes import BayesConfig, train_bayes
 from walsrec.data import SplitConfig, build_dataset, load_source
 from walsrec.ensemble import BlendConfig, blend_model, blended_score_fn
 from walsrec.errors import ConfigError, DataError
 from walsrec.itemknn import ease_item_weights
-from walsrec.training import train_model
+from walsrec.metrics import rating_metrics
+from walsrec.training import evaluate_model, train_model
 from walsrec.tuning import (
     STORAGE_ENV,
     SearchSpace,
     TuningConfig,
+    ValidationFold,
     ValidationObjective,
     derive_study_name,
     predict_every_pair,
     redact_url,
     resolve_storage_url,
+    split_params,
+    train_best_model,
     validation_folds,
 )
 from walsrec.wals import WALSConfig
@@ -37,6 +43,19 @@ SPACE = {
     "item_item_weight": {"type": "float", "low": 0.0, "high": 0.6},
     "observed_weighting": {"choices": ["linear", "log"]},
     "epochs": 3,
+}
+RATING_WALS = {
+    "mode": "explicit",
+    "unobserved_weight": 0.0,
+    "observed_weighting": "constant",
+    "alpha": 1.0,
+    "use_biases": True,
+    "jit_compile": False,
+}
+BAYES = {"posterior_samples": 20, "burn_in": 5, "posterior_rank": 200}
+BAYES_SPACE = {
+    "n_factors": {"type": "int", "low": 4, "high": 6},
+    "hyperprior_scale": {"type": "float", "low": 0.5, "high": 2.0, "log": True},
 }
 
 
@@ -86,6 +105,9 @@ def test_study_name_is_stable_and_ignores_the_budget() -> None:
     name = derive_study_name(config, FAST_WALS, {}, {"seed": 42}, "ml-100k")
     assert name == derive_study_name(bigger, FAST_WALS, {}, {"seed": 42}, "ml-100k")
     assert name != derive_study_name(config, FAST_WALS, {}, {"seed": 7}, "ml-100k")
+    # A config without a bayes section keeps the name it had before the section existed.
+    assert name == derive_study_name(config, FAST_WALS, {}, {"seed": 42}, "ml-100k", {})
+    assert name != derive_study_name(config, FAST_WALS, {}, {"seed": 42}, "ml-100k", BAYES)
 
 
 def _objective_values(dataset, n_trials: int = 2) -> list[float]:
@@ -161,3 +183,86 @@ def test_every_test_pair_gets_a_prediction(dataset, caplog) -> None:
     assert predicted[1] == pytest.approx(mean + model.user_bias[0], rel=1e-5)
     assert predicted[2] == pytest.approx(mean + model.item_bias[0], rel=1e-5)
     assert predicted[3] == pytest.approx(mean, rel=1e-6)
+
+
+def test_posterior_objective_reports_samples_and_is_what_the_averaged_model_predicts(
+    dataset,
+) -> None:
+    folds = validation_folds(dataset.train, dataset.validation)
+    objective = ValidationObjective(
+        folds,
+        SearchSpace.from_dict(BAYES_SPACE),
+        "rmse",
+        RATING_WALS,
+        {},
+        BAYES,
+        report_every=5,
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    # One report every 5 averaged samples, for the pruner; the value is the last one.
+    assert sorted(trial.intermediate_values) == [5, 10, 15, 20]
+    assert trial.value == trial.intermediate_values[20]
+
+    # The averaged model trained with the trial's parameters predicts exactly that error
+    # (rank 200 >= 20 samples x 6 factors: the compression is exact).
+    wals, _, bayes = split_params(trial.params, RATING_WALS, {}, BAYES)
+    model = train_bayes(folds[0].train, wals, bayes)
+    held = folds[0].validation.tocoo()
+    error = rating_metrics(model.predict(held.row, held.col), held.data)["rmse"]
+    assert error == pytest.approx(trial.value, abs=1e-5)
+    assert 0.85 < trial.value < 1.0  # ML-100K ratings: a real model, not a constant
+
+
+def test_posterior_averaging_needs_a_rating_objective_and_model() -> None:
+    ones = sp.csr_matrix(np.ones((2, 2)))
+    folds = [ValidationFold(ones, ones)]
+    with pytest.raises(ConfigError, match="tuning.objective rmse or mae, not ndcg@10"):
+        ValidationObjective(folds, SearchSpace.from_dict(BAYES_SPACE), "ndcg@10", {}, {}, BAYES)
+    with pytest.raises(ConfigError, match="tuning.objective rmse or mae"):
+        ValidationObjective(
+            folds,
+            SearchSpace.from_dict({"posterior_samples": {"type": "int", "low": 0, "high": 9}}),
+            "ndcg@10",
+        )
+    with pytest.raises(ConfigError, match="needs wals.mode: explicit"):
+        split_params({"posterior_samples": 10}, {"mode": "implicit"}, {}, {})
+    space = SearchSpace.from_dict({**BAYES_SPACE, "burn_in": 7})
+    assert space.fixed == {"burn_in": 7}
+    with pytest.raises(ConfigError, match="bayes key"):
+        SearchSpace.from_dict({"posterior_sampels": 3})
+    with pytest.raises(ConfigError, match="tuning.report_every"):
+        TuningConfig.from_dict({"report_every": 0})
+
+
+def test_best_model_with_posterior_averaging_is_retrained_on_train_and_validation(
+    dataset,
+) -> None:
+    wals, blend, bayes = split_params({"n_factors": 5}, RATING_WALS, {}, BAYES)
+    model, full = train_best_model(dataset, wals, blend, bayes)
+    assert model.seen.nnz == dataset.train.nnz + dataset.validation.nnz == full.train.nnz
+    # The saved factors are the compressed average: the config describes them, the metadata
+    # describes the sampling.
+    assert model.n_factors == model.config["n_factors"] == 100  # 20 samples x 5 factors
+    assert model.metadata["bayes"]["sampled_factors"] == 5
+    assert model.metadata["bayes"]["averaged_samples"] == 20
+    assert len(model.metadata["history"]) == 25  # every sweep, burn-in included
+    metrics = evaluate_model(model, full)["wals"]
+    assert 0.85 < metrics["rmse"] < 1.0 and metrics["mae"] < metrics["rmse"]
+    recorded = model.metadata["bayes"]
+    assert BayesConfig.from_dict({k: recorded[k] for k in BAYES}) == BayesConfig.from_dict(BAYES)
+
+
+def test_training_with_posterior_averaging_records_the_validation_curve(dataset) -> None:
+    wals, _, bayes = split_params({"n_factors": 4}, RATING_WALS, {}, BAYES)
+    model = train_model(dataset, wals, bayes=bayes, progress=False)
+    history = model.metadata["history"]
+    assert [row["epoch"] for row in history] == list(range(1, 26))
+    # Validation error of the average so far, from the first averaged sample (sweep 6) on.
+    curve = [row["validation"]["rmse"] for row in history if "validation" in row]
+    assert [row["epoch"] for row in history if "validation" in row] == list(range(6, 26))
+    assert curve[-1] < curve[0]  # averaging helps
+    held = dataset.validation.tocoo()
+    final = rating_metrics(model.predict(held.row, held.col), held.data)["rmse"]
+    assert final == pytest.approx(curve[-1], abs=1e-5)

@@ -69,3 +69,40 @@ def test_tuning_run_completes_and_registers_study_and_best_params(
     assert recs["user_id"].nunique() == 943
     pred = pd.read_csv(predictions, dtype={"user_id": str, "item_id": str})
     assert len(pred) == dataset.test.nnz and pred["prediction"].notna().all()
+
+
+def test_rating_tuning_run_registers_a_posterior_average(ml100k_dir: Path, tmp_path: Path) -> None:
+    predictions = tmp_path / "pred.csv"
+    config = make_config(
+        "tune_rating",
+        "pipeline-tune-rating",
+        data={"source": str(ml100k_dir)},
+        bayes={"posterior_samples": 10, "burn_in": 2, "posterior_rank": 32},
+        tuning={
+            "storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+            "n_trials": 2,
+            "progress": False,
+            "n_startup_trials": 1,
+            "report_every": 5,
+            "validation_folds": 1,
+            "search_space": {"n_factors": {"type": "int", "low": 3, "high": 4}},
+        },
+        output={"predictions_path": str(predictions)},
+    )
+    run = cli.run_pipeline(tuning_pipeline, config)
+    assert run.status == ExecutionStatus.COMPLETED
+
+    run = Client().get_pipeline_run(run.id)
+    best = run.steps["best_params_selector"].outputs["best_params"][0].load()
+    assert best["n_trials"] == 2 and best["best_params"]["n_factors"] in (3, 4)
+    model = run.model_version.get_model_artifact("recommender").load()
+    # The registered artifact is the compressed average, with its sampling recorded.
+    assert model.metadata["bayes"]["sampled_factors"] == best["best_params"]["n_factors"]
+    rank = min(32, 10 * best["best_params"]["n_factors"])  # exact below 32: 10 samples x d
+    assert model.n_factors == model.config["n_factors"] == rank
+    metrics = run.model_version.run_metadata["metrics"]["wals"]
+    assert 0.85 < metrics["rmse"] < 1.0
+
+    dataset = run.steps["data_splitter"].outputs["dataset"][0].load()
+    pred = pd.read_csv(predictions, dtype={"user_id": str, "item_id": str})
+    assert len(pred) == dataset.test.nnz and pred["prediction"].between(0, 7).all()
