@@ -139,36 +139,27 @@ inline T DivideNoNan(T numerator, T denominator) {
   return denominator == 0 ? T(0) : numerator / denominator;
 }
 
+// The op's inputs for one call (see REGISTER_OP above), as raw pointers.
+template <typename T>
 struct Inputs {
   int d;
   int64_t n_other;
-  const void* design;
-  const void* offsets;
-  const void* gram;
-  const void* offset_term;
+  const T* design;
+  const T* offsets;
+  const T* gram;
+  const T* offset_term;
   const int64_t* indptr;
   const int32_t* indices;
-  const void* extra;
-  const void* weighted_target;
-  const void* regularization;
-  const void* start;
+  const T* extra;
+  const T* weighted_target;
+  const T* regularization;
+  const T* start;  // null for cholesky
 };
 
 template <typename T>
 class RowSolver {
  public:
-  RowSolver(const Inputs& in, int cg_steps)
-      : in_(in),
-        d_(in.d),
-        design_(static_cast<const T*>(in.design)),
-        offsets_(static_cast<const T*>(in.offsets)),
-        gram_(static_cast<const T*>(in.gram)),
-        offset_term_(static_cast<const T*>(in.offset_term)),
-        extra_(static_cast<const T*>(in.extra)),
-        weighted_target_(static_cast<const T*>(in.weighted_target)),
-        regularization_(static_cast<const T*>(in.regularization)),
-        start_(static_cast<const T*>(in.start)),
-        cg_steps_(cg_steps) {}
+  RowSolver(const Inputs<T>& in, int cg_steps) : in_(in), d_(in.d), cg_steps_(cg_steps) {}
 
   // Gathers the row's q_j into block_ and its right-hand-side coefficients
   // c_j = wt_j - extra_j o_j into base_; returns the row's length.
@@ -179,8 +170,8 @@ class RowSolver {
     base_.resize(static_cast<size_t>(length));
     for (int64_t j = 0; j < length; ++j) {
       const int64_t other = in_.indices[first + j];
-      std::memcpy(block_.data() + j * d_, design_ + other * d_, sizeof(T) * d_);
-      base_[j] = weighted_target_[first + j] - extra_[first + j] * offsets_[other];
+      std::memcpy(block_.data() + j * d_, in_.design + other * d_, sizeof(T) * d_);
+      base_[j] = in_.weighted_target[first + j] - in_.extra[first + j] * in_.offsets[other];
     }
     return length;
   }
@@ -188,25 +179,25 @@ class RowSolver {
   void SolveCg(int64_t row, T* x) {
     const int64_t length = Gather(row);
     const int64_t first = in_.indptr[row];
-    const T* extra = extra_ + first;
-    const T regularization = regularization_[row];
+    const T* extra = in_.extra + first;
+    const T regularization = in_.regularization[row];
     residual_.assign(d_, T(0));
     direction_.resize(d_);
     product_.resize(d_);
     negative_extra_.resize(static_cast<size_t>(length));
     for (int64_t j = 0; j < length; ++j) negative_extra_[j] = -extra[j];
-    std::memcpy(x, start_ + row * d_, sizeof(T) * d_);
+    std::memcpy(x, in_.start + row * d_, sizeof(T) * d_);
     // r = sum_j (c_j - extra_j q_j.x) q_j - g - (G + reg I) x
     Pass(block_.data(), length, d_, base_.data(), negative_extra_.data(), x, residual_.data());
     product_.assign(d_, T(0));
-    DensePart(gram_, regularization, x, d_, product_.data());
-    for (int i = 0; i < d_; ++i) residual_[i] -= offset_term_[i] + product_[i];
+    DensePart(in_.gram, regularization, x, d_, product_.data());
+    for (int i = 0; i < d_; ++i) residual_[i] -= in_.offset_term[i] + product_[i];
     std::copy(residual_.begin(), residual_.end(), direction_.begin());
     T residual_norm = Dot(residual_.data(), residual_.data(), d_);
     for (int step = 0; step < cg_steps_; ++step) {
       product_.assign(d_, T(0));
       Pass<T>(block_.data(), length, d_, nullptr, extra, direction_.data(), product_.data());
-      DensePart(gram_, regularization, direction_.data(), d_, product_.data());
+      DensePart(in_.gram, regularization, direction_.data(), d_, product_.data());
       const T curvature = Dot(direction_.data(), product_.data(), d_);
       const T alpha = DivideNoNan(residual_norm, curvature);
       for (int i = 0; i < d_; ++i) {
@@ -224,18 +215,18 @@ class RowSolver {
     using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
     const int64_t length = Gather(row);
-    const T* extra = extra_ + in_.indptr[row];
+    const T* extra = in_.extra + in_.indptr[row];
     Eigen::Map<const Matrix> block(block_.data(), length, d_);
     scaled_.resize(static_cast<size_t>(length * d_));
     Eigen::Map<Matrix> scaled(scaled_.data(), length, d_);
     for (int64_t j = 0; j < length; ++j) scaled.row(j) = block.row(j) * extra[j];
-    lhs_ = Eigen::Map<const Matrix>(gram_, d_, d_);
-    lhs_.diagonal().array() += regularization_[row];
+    lhs_ = Eigen::Map<const Matrix>(in_.gram, d_, d_);
+    lhs_.diagonal().array() += in_.regularization[row];
     if (length > 0) {
       lhs_.template triangularView<Eigen::Lower>() += block.transpose() * scaled;
     }
     Eigen::Map<const Vector> base(base_.data(), length);
-    Vector rhs = -Eigen::Map<const Vector>(offset_term_, d_);
+    Vector rhs = -Eigen::Map<const Vector>(in_.offset_term, d_);
     if (length > 0) rhs.noalias() += block.transpose() * base;
     Eigen::LLT<Matrix, Eigen::Lower> cholesky(lhs_);
     Eigen::Map<Vector> solution(x, d_);
@@ -247,16 +238,8 @@ class RowSolver {
   }
 
  private:
-  const Inputs& in_;
+  const Inputs<T>& in_;
   const int d_;
-  const T* design_;
-  const T* offsets_;
-  const T* gram_;
-  const T* offset_term_;
-  const T* extra_;
-  const T* weighted_target_;
-  const T* regularization_;
-  const T* start_;
   const int cg_steps_;
   std::vector<T> block_, base_, negative_extra_, residual_, direction_, product_, scaled_;
   Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> lhs_;
@@ -320,7 +303,7 @@ class WalsSolveRowsOp : public OpKernel {
     OP_REQUIRES_OK(context,
                    context->allocate_output(0, TensorShape({n_rows, d}), &solution));
     if (n_rows == 0) return;
-    Inputs inputs{static_cast<int>(d),
+    Inputs<T> inputs{static_cast<int>(d),
                   n_other,
                   design.flat<T>().data(),
                   offsets.flat<T>().data(),
