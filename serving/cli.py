@@ -45,6 +45,32 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> flo
     raise WalsrecError(f"the server did not become ready at {url} within {timeout:.0f} s")
 
 
+def stop_server(process: subprocess.Popen, timeout: float = 20) -> None:
+    """Stop a server like Ctrl-C (SIGINT), then SIGKILL after `timeout` seconds.
+
+    A server started in its own session (`start_new_session=True`) is signalled as a process
+    group, so its workers stop with it.
+    """
+    if process.poll() is not None:
+        return
+
+    def send(signum: int) -> None:
+        try:
+            if os.getpgid(process.pid) == process.pid:
+                os.killpg(process.pid, signum)
+            else:
+                process.send_signal(signum)
+        except ProcessLookupError:  # exited meanwhile
+            pass
+
+    send(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait()
+
+
 def _latest_model_tag(name: str = "walsrec") -> str:
     """The newest `name` in the local BentoML model store, read from the store's `latest` file.
 
@@ -106,9 +132,4 @@ def serve(
     except KeyboardInterrupt:
         return 0
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_server(process)

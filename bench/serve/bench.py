@@ -17,7 +17,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ import scipy.sparse as sp
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from serving.cli import wait_until_ready  # noqa: E402
+from serving.cli import stop_server, wait_until_ready  # noqa: E402
 
 LUA_SCRIPT = """
 math.randomseed(%(seed)d)
@@ -75,16 +74,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def _seconds(text: str) -> float:
@@ -231,7 +220,7 @@ def main() -> None:
                     )
     finally:
         for process in processes.values():
-            stop(process)
+            stop_server(process)
 
     print(
         f"\nmedians over {args.rounds} round(s) of {args.duration:g} s; workers={args.workers}, "

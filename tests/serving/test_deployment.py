@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from zenml.enums import ExecutionStatus
 
 import run as cli
 from pipelines import deployment_pipeline, training_pipeline
-from serving.cli import wait_until_ready
+from serving.cli import stop_server, wait_until_ready
 from serving.packaging import build_bento
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.conftest import make_config
@@ -109,11 +108,6 @@ def test_trained_model_is_packaged_and_served_over_http(train_config) -> None:
         assert status == 400
         assert _post(f"{base}/recommend", {"user_id": "1"})[0] == 401
     finally:
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_server(server, timeout=30)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"{base}/readyz", timeout=2)
