@@ -290,10 +290,7 @@ def _read_text(
     first_data_line = 2 if header else 1
     raw = RawColumns(
         source=source,
-        user=table.column(wanted["user"]),
-        item=table.column(wanted["item"]),
-        rating=table.column(wanted["rating"]) if "rating" in wanted else None,
-        timestamp=table.column(wanted["timestamp"]) if "timestamp" in wanted else None,
+        **_role_columns(table, wanted),
         row_lines=_line_mapper(first_data_line, np.array([m[0] for m in malformed], np.int64)),
         line_kind="line",
         malformed=malformed,
@@ -301,6 +298,15 @@ def _read_text(
         warnings=warnings,
     )
     return raw, mapping
+
+
+def _role_columns(table: pa.Table, names: dict[str, str]) -> dict[str, pa.ChunkedArray | None]:
+    """RawColumns' user, item, rating and timestamp from `table`; names: role -> column name
+    (rating and timestamp may be absent)."""
+    columns = {role: table.column(names[role]) for role in ("user", "item")}
+    for role in ("rating", "timestamp"):
+        columns[role] = table.column(names[role]) if role in names else None
+    return columns
 
 
 def _read_parquet(
@@ -316,10 +322,7 @@ def _read_parquet(
         raise DataError(f"{source}: cannot read as Parquet ({exc})") from exc
     raw = RawColumns(
         source=source,
-        user=table.column(mapping["user"]),
-        item=table.column(mapping["item"]),
-        rating=table.column(mapping["rating"]) if "rating" in mapping else None,
-        timestamp=table.column(mapping["timestamp"]) if "timestamp" in mapping else None,
+        **_role_columns(table, mapping),
         row_lines=lambda rows: np.asarray(rows, dtype=np.int64) + 1,
         line_kind="row",
         expected_fields=len(found),
