@@ -626,11 +626,9 @@ def _normal_equations(
 
 @functools.cache
 def _cholesky_chunk_solver(dtype: tf.DType) -> Callable[..., tf.Tensor]:
-    """The exact solve of a chunk of rows, traced once per dtype (every dimension dynamic).
-
-    A conjugate-gradient solver would be a sibling factory with the same arguments (plus the
-    previous solution as a warm start), multiplying by A without forming it.
-    """
+    """The exact solve of a chunk of rows, traced once per dtype (every dimension dynamic):
+    fold-in's solver, where rows come one request at a time in any shape. Training uses the
+    fused kernel or the fixed-shape chunk solvers below."""
     matrix = tf.TensorSpec([None, None], dtype)
     vector = tf.TensorSpec([None], dtype)
 
