@@ -71,23 +71,27 @@ def apply_overrides(config: dict, options: dict) -> dict:
     """The config with the command-line options written into its `parameters:`."""
     config = copy.deepcopy(config)
     params = config["parameters"]
-    data = params.setdefault("data", {})
-    output = params.setdefault("output", {})
+
+    def section(name: str) -> dict:
+        # Created only when an option writes into it: a pipeline's parameters are validated
+        # strictly, and the deployment pipeline takes no `data` or `output`.
+        return params.setdefault(name, {})
+
     if options.get("data"):
-        data["source"] = _path(options["data"])
+        section("data")["source"] = _path(options["data"])
     if options.get("test_data"):
-        data["test_path"] = _path(options["test_data"])
-        params.setdefault("split", {})["method"] = "file"
+        section("data")["test_path"] = _path(options["test_data"])
+        section("split")["method"] = "file"
     if options.get("topk_output"):
-        output["topk_path"] = _output_path(options["topk_output"])
+        section("output")["topk_path"] = _output_path(options["topk_output"])
     if options.get("predictions_output"):
-        output["predictions_path"] = _output_path(options["predictions_output"])
+        section("output")["predictions_path"] = _output_path(options["predictions_output"])
     if options.get("users"):
-        output["users_path"] = _path(options["users"])
+        section("output")["users_path"] = _path(options["users"])
     if options.get("pairs"):
-        output["pairs_path"] = _path(options["pairs"])
+        section("output")["pairs_path"] = _path(options["pairs"])
     if options.get("k"):
-        output["k"] = options["k"]
+        section("output")["k"] = options["k"]
     if options.get("model_version"):
         params["version"] = options["model_version"]
     if options.get("no_cache"):

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import bentoml
 import pytest
+import yaml
+from click.testing import CliRunner
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
 import run as cli
-from pipelines import deployment_pipeline, training_pipeline
+from pipelines import training_pipeline
 from serving.cli import stop_server, wait_until_ready
 from serving.packaging import build_bento
 from tests.conftest import PROJECT_ROOT
@@ -63,13 +65,23 @@ def _post(url: str, body: dict, token: str | None = None) -> tuple[int, dict]:
         return error.code, json.loads(error.read() or b"{}")
 
 
-def test_trained_model_is_packaged_and_served_over_http(train_config) -> None:
+def test_trained_model_is_packaged_and_served_over_http(train_config, tmp_path) -> None:
     model_name = "serving-integration"
     trained = cli.run_pipeline(training_pipeline, train_config(model_name, wals={"epochs": 3}))
     assert trained.status == ExecutionStatus.COMPLETED
     # Its own BentoML model name: the in-process tests serve `walsrec` models.
     config = make_config("deployment", model_name, bento={"bento_model_name": model_name})
-    deploy = cli.run_pipeline(deployment_pipeline, config)
+    config_path = tmp_path / "deployment.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    # Through the command a user types: `run.py deploy` once failed for every user because
+    # the CLI added parameters the deployment pipeline does not take.
+    result = CliRunner().invoke(cli.cli, ["deploy", "--config", str(config_path)])
+    assert result.exit_code == 0, result.output
+    assert "BentoML model:" in result.output and "Bento:" in result.output
+    (deploy,) = Client().list_pipeline_runs(
+        pipeline_name="deployment_pipeline", sort_by="desc:created", size=1
+    ).items
+    assert deploy.status == ExecutionStatus.COMPLETED
     steps = Client().get_pipeline_run(deploy.id).steps
     model_tag = steps["model_packager"].outputs["bento_model_tag"][0].load()
     bento_tag = steps["bento_builder"].outputs["bento_tag"][0].load()
