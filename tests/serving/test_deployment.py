@@ -78,9 +78,11 @@ def test_trained_model_is_packaged_and_served_over_http(train_config, tmp_path) 
     result = CliRunner().invoke(cli.cli, ["deploy", "--config", str(config_path)])
     assert result.exit_code == 0, result.output
     assert "BentoML model:" in result.output and "Bento:" in result.output
-    (deploy,) = Client().list_pipeline_runs(
-        pipeline_name="deployment_pipeline", sort_by="desc:created", size=1
-    ).items
+    (deploy,) = (
+        Client()
+        .list_pipeline_runs(pipeline_name="deployment_pipeline", sort_by="desc:created", size=1)
+        .items
+    )
     assert deploy.status == ExecutionStatus.COMPLETED
     steps = Client().get_pipeline_run(deploy.id).steps
     model_tag = steps["model_packager"].outputs["bento_model_tag"][0].load()
