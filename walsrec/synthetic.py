@@ -16,8 +16,11 @@ benchmarks and scale tests generate data with the features that matter for a rec
   generative models). A fraction `noise` of the interactions ignores the tastes and follows
   popularity alone.
 
-Each (user, item) pair appears at most once, with an integer rating 1..5 (higher for items in
-the user's favourite topics) and a timestamp, like MovieLens. Everything is vectorized: 20M
+Each (user, item) pair appears at most once, with a value of the chosen `feedback` kind and a
+timestamp: an integer rating 1..5 like MovieLens (`ratings`, higher for items in the user's
+favourite topics), a heavy-tailed play count 1..~10^5 like a music service's (`counts`: a
+per-user log-normal scale times the same affinity), or 1 for every pair (`binary`: clicks,
+purchases, follows). Everything is vectorized: 20M
 interactions take a few seconds, and the same seed gives the same data.
 
 Run `python -m walsrec.synthetic --shape ml-20m --output data.parquet` to write a file that
@@ -36,15 +39,22 @@ import scipy.sparse as sp
 
 from walsrec.errors import ConfigError
 
-__all__ = ["SHAPES", "SyntheticData", "generate_interactions"]
+__all__ = ["FEEDBACK_KINDS", "SHAPES", "SyntheticData", "generate_interactions"]
 
 SHAPES: dict[str, tuple[int, int, int]] = {
     # (users, items, interactions) of the MovieLens releases, for data of the same shape.
     "ml-100k": (943, 1_682, 100_000),
     "ml-1m": (6_040, 3_706, 1_000_209),
     "ml-20m": (138_493, 26_744, 20_000_263),
+    # Shapes of other public datasets the project never trains on in its tests: a larger
+    # movie catalogue and a music play-count set (listening counts per user and artist).
+    "ml-latest-small": (610, 9_724, 100_836),
+    "lastfm-2k": (1_892, 17_632, 92_834),
 }
-"""Named shapes: (n_users, n_items, n_interactions) of the MovieLens datasets."""
+"""Named shapes: (n_users, n_items, n_interactions) of public datasets."""
+
+FEEDBACK_KINDS = ("ratings", "counts", "binary")
+"""The kinds of value `generate_interactions` writes into `ratings`."""
 
 
 @dataclass
@@ -54,7 +64,7 @@ class SyntheticData:
     Attributes:
         users: int32 [n] user index of each interaction, 0..n_users - 1.
         items: int32 [n] item index of each interaction, 0..n_items - 1.
-        ratings: float32 [n] rating 1..5.
+        ratings: float32 [n] the value: rating 1..5, play count >= 1, or 1 (see `feedback`).
         timestamps: int64 [n] seconds since the epoch (increasing per user, for temporal splits).
         n_users: number of users (every one has at least one interaction).
         n_items: number of items (some tail items may have none).
@@ -72,6 +82,7 @@ class SyntheticData:
     user_topics: np.ndarray
     item_topics: np.ndarray
     item_popularity: np.ndarray
+    feedback: str = "ratings"
 
     @property
     def n_interactions(self) -> int:
@@ -131,6 +142,7 @@ def generate_interactions(
     max_user_fraction: float = 0.3,
     topic_concentration: float = 0.1,
     noise: float = 0.1,
+    feedback: str = "ratings",
     seed: int = 0,
 ) -> SyntheticData:
     """Draw `n_interactions` distinct (user, item) pairs with power-law popularity and tastes.
@@ -149,6 +161,8 @@ def generate_interactions(
         topic_concentration: Dirichlet concentration of the user and item topic mixtures;
             small values give users and items one or two dominant topics (strong structure).
         noise: fraction of the interactions drawn from item popularity alone.
+        feedback: the value of each pair: "ratings" (1..5), "counts" (play counts >= 1 with a
+            heavy tail) or "binary" (1). The pairs themselves do not depend on it.
         seed: seed of the generator; the same arguments and seed give the same data.
 
     Returns:
@@ -158,6 +172,9 @@ def generate_interactions(
         ConfigError: an argument is out of range.
     """
     _check_arguments(n_users, n_items, n_interactions, n_topics, max_user_fraction, noise)
+    if feedback not in FEEDBACK_KINDS:
+        kinds = ", ".join(FEEDBACK_KINDS)
+        raise ConfigError(f"feedback must be one of {kinds}, got {feedback!r}")
     rng = np.random.default_rng(seed)
     user_counts = _user_counts(
         rng,
@@ -213,19 +230,46 @@ def generate_interactions(
     leniency = rng.normal(0.0, 0.5, n_users)[users]
     score = 2.5 + 2.0 * affinity / np.maximum(favourite, 1e-12) + leniency
     ratings = np.clip(np.rint(score + rng.normal(0.0, 0.7, users.size)), 1, 5).astype(np.float32)
+    # Drawn after the ratings, so a seed gives the same pairs for every kind (and the same
+    # ratings and timestamps as before feedback kinds existed).
+    values = _feedback_values(rng, feedback, users, n_users, affinity, favourite, ratings)
     # Timestamps: each user's interactions at random times in one year from 2015-01-01.
     timestamps = 1_420_070_400 + rng.integers(0, 365 * 86_400, users.size, dtype=np.int64)
     return SyntheticData(
         users=users,
         items=items,
-        ratings=ratings,
+        ratings=values,
         timestamps=timestamps,
         n_users=n_users,
         n_items=n_items,
         user_topics=user_topics,
         item_topics=item_topics,
         item_popularity=popularity,
+        feedback=feedback,
     )
+
+
+def _feedback_values(
+    rng: np.random.Generator,
+    feedback: str,
+    users: np.ndarray,
+    n_users: int,
+    affinity: np.ndarray,
+    favourite: np.ndarray,
+    ratings: np.ndarray,
+) -> np.ndarray:
+    """The value of each pair for `feedback` (see `generate_interactions`)."""
+    if feedback == "ratings":
+        return ratings
+    if feedback == "binary":
+        return np.ones(users.size, dtype=np.float32)
+    # Play counts: a per-user scale (some users listen a lot more than others: log-normal,
+    # median about 50 plays per pair), times exp(affinity) and a log-normal repeat factor, so
+    # that counts span 1 to about 10^5 with a heavy tail, as a music service's logs do.
+    scale = rng.lognormal(np.log(50.0), 1.0, n_users)[users]
+    taste = 2.0 * affinity / np.maximum(favourite, 1e-12)
+    counts = scale * np.exp(taste - 1.0 + rng.normal(0.0, 1.3, users.size))
+    return np.maximum(np.rint(counts), 1.0).astype(np.float32)
 
 
 # Rounds of drawing from the planted structure, then of uniform filling, for users whose count
@@ -332,11 +376,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="ml-20m")
     parser.add_argument("--output", required=True, help="Parquet file to write")
+    parser.add_argument("--feedback", choices=FEEDBACK_KINDS, default="ratings")
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
     n_users, n_items, n_interactions = SHAPES[arguments.shape]
     started = time.perf_counter()
-    data = generate_interactions(n_users, n_items, n_interactions, seed=arguments.seed)
+    data = generate_interactions(
+        n_users, n_items, n_interactions, feedback=arguments.feedback, seed=arguments.seed
+    )
     data.write_parquet(arguments.output)
     print(
         f"wrote {data.n_interactions:,} interactions ({n_users:,} users x {n_items:,} items) to "

@@ -119,3 +119,23 @@ def test_parquet_round_trip(tmp_path) -> None:
 def test_rejects_impossible_shapes(arguments: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         generate_interactions(**arguments)
+
+
+def test_feedback_kinds_share_pairs_and_differ_in_values() -> None:
+    ratings = generate_interactions(300, 400, 9_000, seed=5)
+    counts = generate_interactions(300, 400, 9_000, feedback="counts", seed=5)
+    binary = generate_interactions(300, 400, 9_000, feedback="binary", seed=5)
+    assert np.array_equal(ratings.items, counts.items)
+    assert np.array_equal(ratings.users, binary.users)
+    assert np.all(binary.ratings == 1.0)
+    # Play counts: integers >= 1 with a heavy tail (the top percent far above the median).
+    values = counts.ratings
+    assert values.min() >= 1 and np.all(values == np.rint(values))
+    assert np.percentile(values, 99) > 20 * np.median(values)
+    # Higher counts go with the planted tastes, as higher ratings do.
+    affinity = np.einsum(
+        "ij,ij->i", counts.user_topics[counts.users], counts.item_topics[counts.items]
+    )
+    assert np.corrcoef(np.log(values), affinity)[0, 1] > 0.1
+    with pytest.raises(ConfigError, match="feedback"):
+        generate_interactions(300, 400, 9_000, feedback="stars")
