@@ -3,5 +3,11 @@
 from materializers.dataset_materializer import DatasetMaterializer
 from materializers.interactions_materializer import InteractionsMaterializer
 from materializers.model_materializer import RecommenderModelMaterializer
+from materializers.profile_materializer import DataProfileMaterializer
 
-__all__ = ["DatasetMaterializer", "InteractionsMaterializer", "RecommenderModelMaterializer"]
+__all__ = [
+    "DataProfileMaterializer",
+    "DatasetMaterializer",
+    "InteractionsMaterializer",
+    "RecommenderModelMaterializer",
+]

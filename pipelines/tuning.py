@@ -7,6 +7,7 @@ from zenml import pipeline
 from pipelines.common import load_and_split
 from steps import (
     best_params_selector,
+    data_profiler,
     model_evaluator,
     model_promoter,
     recommendation_writer,
@@ -49,10 +50,14 @@ def tuning_pipeline(
         bayes: base values of posterior averaging (rating prediction; off when absent).
     """
     dataset, test_interactions = load_and_split(data, split, preprocess)
-    study = tuning_study(data=data, split=split, wals=wals, blend=blend, tuning=tuning, bayes=bayes)
+    profile = data_profiler(dataset)
+    study = tuning_study(
+        profile, data=data, split=split, wals=wals, blend=blend, tuning=tuning, bayes=bayes
+    )
     workers = [
         tuning_worker(
             dataset,
+            profile,
             study,
             wals=wals,
             blend=blend,
@@ -65,7 +70,7 @@ def tuning_pipeline(
     ]
     best = best_params_selector(study, tuning=tuning, after=workers)[0]
     model, evaluation_dataset = tuned_model_trainer(
-        dataset, best, wals=wals, blend=blend, evaluation=evaluation, bayes=bayes
+        dataset, profile, best, wals=wals, blend=blend, evaluation=evaluation, bayes=bayes
     )
     evaluation_result = model_evaluator(model, evaluation_dataset, evaluation=evaluation)[0]
     model_promoter(evaluation_result, promotion=promotion)
@@ -97,6 +102,7 @@ def tuning_report(run_id: str) -> str:
         lines.append(f"Model version:  {version.model.name} version {version.number} ({stage})")
     lines += [
         f"Study:          {best['study_name']} on {best['storage']} ({best['states']})",
+        f"Trials:         {best['budget']['message']}",
         f"Best trial:     {best['best_trial']}: validation {best['objective']} = "
         f"{best['best_value']:.5f}",
         f"Best params:    {best['best_params']}",

@@ -2,6 +2,7 @@
 
 import materializers  # noqa: F401  (registers the plain-file materializers)
 from steps.data.data_loader import data_loader
+from steps.data.data_profiler import data_profiler
 from steps.data.data_splitter import data_splitter
 from steps.deployment.bento_builder import bento_builder
 from steps.deployment.model_packager import model_packager
@@ -21,6 +22,7 @@ __all__ = [
     "bento_builder",
     "best_params_selector",
     "data_loader",
+    "data_profiler",
     "data_splitter",
     "model_evaluator",
     "model_loader",

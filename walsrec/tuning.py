@@ -52,6 +52,7 @@ from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_
 from walsrec.itemknn import ease_item_weights
 from walsrec.metrics import RANKING_METRICS, evaluate, rating_metrics
 from walsrec.model import RecommenderModel
+from walsrec.profile import FEEDBACK_KINDS, DataProfile, resolve_auto
 from walsrec.training import train_model
 from walsrec.wals import WALSConfig, WALSModel, train_wals
 
@@ -63,6 +64,7 @@ __all__ = [
     "ValidationFold",
     "ValidationObjective",
     "best_trial_params",
+    "budget_summary",
     "default_state_dir",
     "open_storage",
     "predict_every_pair",
@@ -106,14 +108,33 @@ class ParameterSpec:
     log: bool = False
     step: float | None = None
     choices: tuple = ()
+    relative: bool = False
+    kinds: tuple = ()
 
     @classmethod
     def from_dict(cls, name: str, values: Mapping[str, Any]) -> ParameterSpec:
-        """Build from `{type, low, high, log, step}` or `{type: categorical, choices}`."""
+        """Build from `{type, low, high, log, step, relative, kinds}` or `{type: categorical,
+        choices, kinds}`.
+
+        `relative: true` makes low and high multiples of the parameter's base value (the
+        rule-chosen default when the base is `auto`), fixed by `SearchSpace.fitted`; `kinds`
+        limits the parameter to data of those feedback kinds (walsrec.profile.FEEDBACK_KINDS).
+        """
         where = f"tuning.search_space.{name}"
-        unknown = sorted(set(values) - {"type", "low", "high", "log", "step", "choices"})
+        allowed = {"type", "low", "high", "log", "step", "choices", "relative", "kinds"}
+        unknown = sorted(set(values) - allowed)
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        kinds = values.get("kinds") or ()
+        if isinstance(kinds, str):
+            kinds = (kinds,)
+        bad_kinds = sorted(set(kinds) - set(FEEDBACK_KINDS))
+        if bad_kinds:
+            raise ConfigError(
+                f"{where}.kinds: {', '.join(map(str, bad_kinds))} is not a feedback kind "
+                f"({', '.join(FEEDBACK_KINDS)})"
+            )
+        kinds = tuple(kinds)
         kind = values.get("type") or ("categorical" if "choices" in values else "float")
         if kind not in PARAMETER_TYPES:
             raise ConfigError(f"{where}.type must be one of {', '.join(PARAMETER_TYPES)}")
@@ -121,7 +142,9 @@ class ParameterSpec:
             choices = values.get("choices")
             if not isinstance(choices, list | tuple) or not choices:
                 raise ConfigError(f"{where}.choices must be a non-empty list")
-            return cls(name, kind, choices=tuple(choices))
+            if values.get("relative"):
+                raise ConfigError(f"{where}: choices can't be relative")
+            return cls(name, kind, choices=tuple(choices), kinds=kinds)
         low, high = values.get("low"), values.get("high")
         for key, bound in (("low", low), ("high", high)):
             if isinstance(bound, bool) or not isinstance(bound, int | float):
@@ -134,9 +157,47 @@ class ParameterSpec:
         step = values.get("step")
         if step is not None and log:
             raise ConfigError(f"{where}: step and log can't be combined")
+        relative = bool(values.get("relative", False))
+        if relative and low <= 0:
+            raise ConfigError(f"{where}: relative bounds are factors > 0, got low {low}")
+        if kind == "int" and not relative:
+            low, high = int(low), int(high)
+        else:
+            low, high = float(low), float(high)
         if kind == "int":
-            return cls(name, kind, int(low), int(high), log, int(step) if step else None)
-        return cls(name, kind, float(low), float(high), log, float(step) if step else None)
+            return cls(name, kind, low, high, log, int(step) if step else None, (), relative, kinds)
+        return cls(name, kind, low, high, log, float(step) if step else None, (), relative, kinds)
+
+    def describe(self) -> str:
+        """One line: "n_factors: int 16..96 step 8", "alpha: float 0.2..5 log"."""
+        if self.type == "categorical":
+            return f"{self.name}: one of {', '.join(map(str, self.choices))}"
+        text = f"{self.name}: {self.type} {self.low:g}..{self.high:g}"
+        text += " log" if self.log else (f" step {self.step:g}" if self.step else "")
+        return text + (" (x base)" if self.relative else "")
+
+    def fitted(self, base: Any) -> ParameterSpec:
+        """This spec with relative bounds turned into absolute ones around `base`.
+
+        Int bounds are rounded to the step (and kept >= one step); floats to 6 significant
+        digits, so that 30 * 0.1 is 3.0.
+
+        Raises:
+            ConfigError: a relative spec whose base value is not a positive number.
+        """
+        if not self.relative:
+            return self
+        where = f"tuning.search_space.{self.name}"
+        if isinstance(base, bool) or not isinstance(base, int | float) or not base > 0:
+            raise ConfigError(f"{where} is relative, but its base value is {base!r}")
+        low, high = self.low * base, self.high * base
+        if self.type == "int":
+            step = int(self.step or 1)
+            low = max(step, int(round(low / step)) * step)
+            high = max(low, int(round(high / step)) * step)
+        else:
+            low, high = float(f"{low:.6g}"), float(f"{high:.6g}")
+        return dataclasses.replace(self, low=low, high=high, relative=False)
 
     def suggest(self, trial: Any) -> Any:
         """Sample this parameter from an Optuna trial."""
@@ -181,6 +242,16 @@ class SearchSpace:
             else:
                 fixed[name] = spec
         return cls(tuple(parameters), fixed)
+
+    def fitted(self, base: Mapping[str, Any], kind: str | None = None) -> SearchSpace:
+        """The space for one dataset: relative ranges around the `base` values (with `auto`
+        already resolved), and only the parameters that apply to data of feedback `kind`."""
+        parameters = tuple(
+            parameter.fitted(base.get(parameter.name))
+            for parameter in self.parameters
+            if kind is None or not parameter.kinds or kind in parameter.kinds
+        )
+        return dataclasses.replace(self, parameters=parameters)
 
     def sample(self, trial: Any) -> dict[str, Any]:
         """The fixed values plus one sample of every tuned parameter."""
@@ -284,11 +355,39 @@ class TuningConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (used for the derived study name)."""
         values = dataclasses.asdict(self)
+        parameters = []
+        for parameter in self.search_space.parameters:
+            spec = dataclasses.asdict(parameter)
+            # Left out at their defaults, so a study named before they existed still resumes.
+            for key, default in (("relative", False), ("kinds", ())):
+                if spec[key] == default:
+                    del spec[key]
+            parameters.append(spec)
         values["search_space"] = {
-            "parameters": [dataclasses.asdict(p) for p in self.search_space.parameters],
+            "parameters": parameters,
             "fixed": dict(self.search_space.fixed),
         }
         return values
+
+    def fitted(
+        self,
+        wals: Mapping[str, Any],
+        profile: DataProfile | None,
+        blend: Mapping[str, Any] | None = None,
+        bayes: Mapping[str, Any] | None = None,
+    ) -> tuple[TuningConfig, dict[str, Any], dict[str, dict[str, Any]]]:
+        """This config for one dataset: `auto` base values chosen from its profile, relative
+        ranges centred on them, parameters for other feedback kinds left out.
+
+        Every step of a study calls this with the same inputs, so they all see one space.
+
+        Returns:
+            (the fitted config, the resolved base WALS values, the rule choices by key).
+        """
+        base, chosen = resolve_auto(wals, profile)
+        values = {**(bayes or {}), **(blend or {}), **base}
+        space = self.search_space.fitted(values, profile.kind if profile else None)
+        return dataclasses.replace(self, search_space=space), base, chosen
 
 
 def metric_k(objective: str) -> int | None:
@@ -856,6 +955,32 @@ def best_trial_params(storage: Any, study_name: str, config: TuningConfig) -> di
         "best_value": float(best.value),
         "best_params": dict(best.params),
         "fold_values": best.user_attrs.get("fold_values", []),
+        "budget": budget_summary(summary["states"], config),
+    }
+
+
+def budget_summary(states: Mapping[str, int], config: TuningConfig) -> dict[str, Any]:
+    """How much of the study ran: {"trials_run", "n_trials", "cut_short", "message"}.
+
+    A study is cut short when trials are still queued after the workers stopped: the time
+    budget (`tuning.timeout`) ran out. The message says so in words, and how to go on.
+    """
+    queued = int(states.get("WAITING", 0)) + int(states.get("RUNNING", 0))
+    finished = sum(int(count) for state, count in states.items() if state != "WAITING")
+    finished -= int(states.get("RUNNING", 0))
+    ran = finished - int(states.get("FAIL", 0))
+    message = f"{ran} of {config.n_trials} trials ran"
+    if queued:
+        message += (
+            f"; the time budget (tuning.timeout: {config.timeout} s per worker) stopped the study "
+            f"with {queued} still queued: run the same command again to continue the study, or "
+            "raise tuning.timeout"
+        )
+    return {
+        "trials_run": ran,
+        "n_trials": config.n_trials,
+        "cut_short": bool(queued),
+        "message": message,
     }
 
 

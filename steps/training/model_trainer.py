@@ -11,6 +11,7 @@ from zenml.enums import ArtifactType
 from walsrec.bayes import BayesConfig
 from walsrec.data import Dataset
 from walsrec.model import RecommenderModel
+from walsrec.profile import DataProfile, resolve_auto
 from walsrec.training import train_model
 from walsrec.wals import WALSConfig
 
@@ -19,7 +20,11 @@ logger = logging.getLogger(__name__)
 
 @step
 def model_trainer(
-    dataset: Dataset, wals: dict, evaluation: dict, bayes: dict | None = None
+    dataset: Dataset,
+    wals: dict,
+    evaluation: dict,
+    bayes: dict | None = None,
+    profile: DataProfile | None = None,
 ) -> Annotated[
     RecommenderModel, ArtifactConfig(name="recommender", artifact_type=ArtifactType.MODEL)
 ]:
@@ -30,10 +35,15 @@ def model_trainer(
         wals: the `wals:` section of the config (every WALSConfig field).
         evaluation: the `evaluation:` section (k, and whether to track validation per epoch).
         bayes: the `bayes:` section (posterior averaging; None or 0 samples: plain WALS).
+        profile: the data profile; a `wals:` value set to `auto` is chosen from it by the
+            rules of `walsrec.profile` (logged, and stored in the model's metadata).
 
     Returns:
         The trained model as plain files (factors .npy, vocabularies JSON).
     """
+    wals, chosen = resolve_auto(wals, profile)
+    for key, choice in chosen.items():
+        logger.info("wals.%s = %s (auto: %s)", key, choice["value"], choice["reason"])
     config = WALSConfig.from_dict(wals)
     bayes_config = BayesConfig.from_dict(bayes)
     bayes_config.check_model(config)
@@ -45,14 +55,17 @@ def model_trainer(
         validation_every_epoch=bool(evaluation.get("validation_every_epoch", True)),
         progress=bool(evaluation.get("progress", True)),
     )
+    if profile is not None:
+        model.metadata["data_profile"] = profile.to_dict()
+        model.metadata["auto_values"] = chosen
     history = model.metadata["history"]
-    log_metadata(
-        metadata={
-            "training_seconds": model.metadata["training_seconds"],
-            "final_loss": history[-1]["loss"] if history else None,
-            "wals_config": config.to_dict(),
-            "bayes": bayes_config.to_dict(),
-        },
-        infer_model=True,
-    )
+    metadata = {
+        "training_seconds": model.metadata["training_seconds"],
+        "final_loss": history[-1]["loss"] if history else None,
+        "wals_config": config.to_dict(),
+        "bayes": bayes_config.to_dict(),
+        "auto_values": chosen,
+    }
+    log_metadata(metadata=metadata, infer_model=True)
+    log_metadata(metadata=metadata)  # on the step too: the open-source dashboard shows it
     return model

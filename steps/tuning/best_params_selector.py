@@ -54,6 +54,11 @@ def best_params_selector(
         best["best_value"],
         best["best_params"],
     )
+    budget = best["budget"]
+    if budget["cut_short"]:
+        logger.warning("tuning: %s", budget["message"])
+    else:
+        logger.info("tuning: %s", budget["message"])
     log_metadata(
         metadata={
             "tuning": {
@@ -63,6 +68,7 @@ def best_params_selector(
                 "objective": config.objective,
                 "n_trials": best["n_trials"],
                 "states": best["states"],
+                "budget": budget,
                 "storage": study["storage"],
             }
         },

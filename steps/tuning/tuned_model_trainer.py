@@ -10,6 +10,7 @@ from zenml.enums import ArtifactType
 
 from walsrec.data import Dataset
 from walsrec.model import RecommenderModel
+from walsrec.profile import DataProfile, resolve_auto
 from walsrec.tuning import split_params, train_best_model
 
 logger = logging.getLogger(__name__)
@@ -18,6 +19,7 @@ logger = logging.getLogger(__name__)
 @step
 def tuned_model_trainer(
     dataset: Dataset,
+    profile: DataProfile,
     best_params: dict,
     wals: dict,
     blend: dict,
@@ -36,6 +38,7 @@ def tuned_model_trainer(
         average with `bayes.posterior_samples` > 0) and the dataset to evaluate it on: train +
         validation as its train part, the untouched test part.
     """
+    wals, chosen = resolve_auto(wals, profile)
     wals_config, blend_config, bayes_config = split_params(
         best_params["best_params"], wals, blend or {}, bayes
     )
@@ -51,13 +54,18 @@ def tuned_model_trainer(
         "study_name": best_params["study_name"],
         "best_params": best_params["best_params"],
         "best_value": best_params["best_value"],
+        "states": best_params["states"],
+        "budget": best_params.get("budget"),
     }
+    model.metadata["data_profile"] = profile.to_dict()
+    model.metadata["auto_values"] = chosen
     log_metadata(
         metadata={
             "training_seconds": model.metadata["training_seconds"],
             "wals_config": wals_config.to_dict(),
             "blend": blend_config.to_dict(),
             "bayes": bayes_config.to_dict(),
+            "auto_values": chosen,
         },
         infer_model=True,
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from zenml import log_metadata, step
 
+from walsrec.profile import DataProfile
 from walsrec.tuning import (
     TuningConfig,
     derive_study_name,
@@ -21,11 +22,19 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)  # the study lives in external storage: always look at it
 def tuning_study(
-    data: dict, split: dict, wals: dict, blend: dict, tuning: dict, bayes: dict | None = None
+    profile: DataProfile,
+    data: dict,
+    split: dict,
+    wals: dict,
+    blend: dict,
+    tuning: dict,
+    bayes: dict | None = None,
 ) -> Annotated[dict, "study"]:
     """Create the study or load it (a rerun resumes it) and top up its trial queue.
 
     Args:
+        profile: the training data's profile: `auto` base values and relative ranges of the
+            search space are fitted to it (and so is the study name).
         data: the `data:` section (its source goes into the derived study name).
         split: the `split:` section.
         wals: the base WALS values.
@@ -36,7 +45,14 @@ def tuning_study(
     Returns:
         {"study_name", "storage" (password redacted), "objective", "existing", "enqueued"}.
     """
-    config = TuningConfig.from_dict(tuning)
+    config, wals, chosen = TuningConfig.from_dict(tuning).fitted(wals, profile, blend, bayes)
+    for key, choice in chosen.items():
+        logger.info("wals.%s = %s (auto: %s)", key, choice["value"], choice["reason"])
+    logger.info(
+        "search space for %s data: %s",
+        profile.kind,
+        "; ".join(parameter.describe() for parameter in config.search_space.parameters),
+    )
     url = resolve_storage_url(config.storage)
     name = derive_study_name(config, wals, blend or {}, split, str(data.get("source")), bayes)
     storage = open_storage(
@@ -54,6 +70,8 @@ def tuning_study(
         "study_name": name,
         "storage": redact_url(url),
         "objective": config.objective,
+        "n_trials": config.n_trials,
+        "auto_values": chosen,
         **counts,
     }
     log_metadata(metadata={"tuning_study": study}, infer_model=True)

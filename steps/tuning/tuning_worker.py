@@ -8,6 +8,7 @@ from typing import Annotated
 from zenml import step
 
 from walsrec.data import Dataset
+from walsrec.profile import DataProfile
 from walsrec.tuning import (
     TuningConfig,
     ValidationObjective,
@@ -41,6 +42,7 @@ def objective_for(
 @step(enable_cache=False)
 def tuning_worker(
     dataset: Dataset,
+    profile: DataProfile,
     study: dict,
     wals: dict,
     blend: dict,
@@ -56,7 +58,7 @@ def tuning_worker(
     Returns:
         The worker's counts: trials run, complete, pruned, failed, best value, timed out.
     """
-    config = TuningConfig.from_dict(tuning)
+    config, wals, _ = TuningConfig.from_dict(tuning).fitted(wals, profile, blend, bayes)
     storage = open_storage(
         resolve_storage_url(config.storage),
         heartbeat_interval=config.heartbeat_interval,
