@@ -26,6 +26,7 @@ def save_interactions(data: Interactions, directory: Path) -> None:
         "has_ratings": data.has_ratings,
         "has_timestamps": data.has_timestamps,
         "source": data.source,
+        "feedback": data.feedback,
         "item_titles": data.item_titles,
         "report": data.report.to_dict(),
     }
@@ -48,6 +49,8 @@ def load_interactions_folder(directory: Path) -> Interactions:
         item_titles=metadata["item_titles"],
         report=ValidationReport(**report),
         source=metadata["source"],
+        # Artifacts written before event logs existed hold ratings or binary feedback.
+        feedback=metadata.get("feedback", "ratings" if metadata["has_ratings"] else "binary"),
     )
 
 
@@ -77,10 +80,15 @@ class InteractionsMaterializer(BaseMaterializer):
 
     def extract_metadata(self, data: Interactions) -> dict[str, Any]:
         report = data.report
-        return {
+        metadata = {
             "source": data.source,
+            "feedback": data.feedback,
             "rows_read": report.rows_read,
             "rows_kept": report.rows_kept,
             "rows_rejected": sum(report.rejected.values()),
             "duplicates_dropped": report.duplicates_dropped,
         }
+        if report.is_event_log:
+            metadata["events_aggregated"] = report.events_aggregated
+            metadata["event_counts"] = dict(report.event_counts)
+        return metadata

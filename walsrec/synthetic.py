@@ -23,8 +23,17 @@ per-user log-normal scale times the same affinity), or 1 for every pair (`binary
 purchases, follows). Everything is vectorized: 20M
 interactions take a few seconds, and the same seed gives the same data.
 
+E-commerce event logs (`generate_event_log`): the same pairs, each seen through several events
+as a shop's click log records them. Every pair gets at least one `view` (more for items the user
+likes), is put in the `cart` with a probability that grows with the planted affinity, and a
+carted pair is `purchase`d (with a quantity, mostly 1) with a probability that grows with it
+too. A pair's events follow each other in time (views, then cart, then purchase) from the pair's
+timestamp, and the log is in time order, like a real one. Training on it needs the event
+columns: `columns: {event: event_type, quantity: quantity}` (see the README's "Event logs").
+
 Run `python -m walsrec.synthetic --shape ml-20m --output data.parquet` to write a file that
-`python run.py --data data.parquet` trains on.
+`python run.py --data data.parquet` trains on; `--feedback events` writes an event log and an
+`--output` ending in `.csv` writes CSV instead of Parquet.
 """
 
 from __future__ import annotations
@@ -39,7 +48,15 @@ import scipy.sparse as sp
 
 from walsrec.errors import ConfigError
 
-__all__ = ["FEEDBACK_KINDS", "SHAPES", "SyntheticData", "generate_interactions"]
+__all__ = [
+    "EVENT_TYPES",
+    "FEEDBACK_KINDS",
+    "SHAPES",
+    "SyntheticData",
+    "SyntheticEventLog",
+    "generate_event_log",
+    "generate_interactions",
+]
 
 SHAPES: dict[str, tuple[int, int, int]] = {
     # (users, items, interactions) of the MovieLens releases, for data of the same shape.
@@ -55,6 +72,9 @@ SHAPES: dict[str, tuple[int, int, int]] = {
 
 FEEDBACK_KINDS = ("ratings", "counts", "binary")
 """The kinds of value `generate_interactions` writes into `ratings`."""
+
+EVENT_TYPES = ("view", "cart", "purchase")
+"""The event types of `generate_event_log`, in the order of `SyntheticEventLog.events` codes."""
 
 
 @dataclass
@@ -112,13 +132,10 @@ class SyntheticData:
             }
         )
 
-    def write_parquet(self, path: str | Path) -> Path:
-        """Write the interactions to a Parquet file (see `to_frame` for the columns)."""
+    def _table(self):  # -> pyarrow.Table
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        path = Path(path)
-        table = pa.table(
+        return pa.table(
             {
                 "user_id": self.users.astype(np.int64),
                 "item_id": self.items.astype(np.int64),
@@ -126,7 +143,91 @@ class SyntheticData:
                 "timestamp": self.timestamps,
             }
         )
-        pq.write_table(table, path)
+
+    def write_parquet(self, path: str | Path) -> Path:
+        """Write the interactions to a Parquet file (see `to_frame` for the columns)."""
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        pq.write_table(self._table(), path)
+        return path
+
+    def write_csv(self, path: str | Path) -> Path:
+        """Write the interactions to a CSV file with a header (see `to_frame` for the columns)."""
+        import pyarrow.csv as pa_csv
+
+        path = Path(path)
+        pa_csv.write_csv(self._table(), path)
+        return path
+
+
+@dataclass
+class SyntheticEventLog:
+    """A generated e-commerce event log and the pairs (with their structure) it was drawn from.
+
+    Attributes:
+        users: int32 [n_events] user index of each event.
+        items: int32 [n_events] item index of each event.
+        events: int8 [n_events] index into `EVENT_TYPES` of each event.
+        quantities: float32 [n_events] items bought by a purchase; NaN for other events (and
+            for every event when quantities were not asked for).
+        timestamps: int64 [n_events] seconds since the epoch, non-decreasing (the log is in time
+            order).
+        pairs: the distinct pairs from `generate_interactions` with the planted structure;
+            `pairs.ratings` holds the aggregated value each pair gets with the default
+            `walsrec.data.EventOptions` weights (no decay), for checking a reader.
+        has_quantities: whether the log has a quantity column.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    events: np.ndarray
+    quantities: np.ndarray
+    timestamps: np.ndarray
+    pairs: SyntheticData
+    has_quantities: bool = True
+
+    @property
+    def n_events(self) -> int:
+        return int(self.users.size)
+
+    def _table(self, dictionary_events: bool):  # -> pyarrow.Table
+        import pyarrow as pa
+
+        codes = pa.array(self.events, pa.int8())
+        names = pa.array(EVENT_TYPES, pa.string())
+        event_column = pa.DictionaryArray.from_arrays(codes, names)
+        if not dictionary_events:
+            event_column = event_column.cast(pa.string())
+        columns = {
+            "user_id": self.users.astype(np.int64),
+            "item_id": self.items.astype(np.int64),
+            "event_type": event_column,
+            "timestamp": self.timestamps,
+        }
+        if self.has_quantities:
+            columns["quantity"] = pa.array(self.quantities, mask=np.isnan(self.quantities))
+        return pa.table(columns)
+
+    def to_frame(self):  # -> pandas.DataFrame
+        """The log as a DataFrame: user_id, item_id (int64), event_type (categorical), timestamp
+        and, when present, quantity (NaN except for purchases)."""
+        return self._table(dictionary_events=True).to_pandas()
+
+    def write_parquet(self, path: str | Path) -> Path:
+        """Write the log to Parquet (event_type as a dictionary column; see `to_frame`)."""
+        import pyarrow.parquet as pq
+
+        path = Path(path)
+        pq.write_table(self._table(dictionary_events=True), path)
+        return path
+
+    def write_csv(self, path: str | Path) -> Path:
+        """Write the log to CSV with a header; a missing quantity is an empty field."""
+        import pyarrow.csv as pa_csv
+
+        path = Path(path)
+        pa_csv.write_csv(self._table(dictionary_events=False), path)
         return path
 
 
@@ -272,6 +373,96 @@ def _feedback_values(
     return np.maximum(np.rint(counts), 1.0).astype(np.float32)
 
 
+def generate_event_log(
+    n_users: int,
+    n_items: int,
+    n_pairs: int,
+    *,
+    views_per_pair: float = 2.0,
+    cart_rate: float = 0.15,
+    purchase_rate: float = 0.4,
+    quantities: bool = True,
+    seed: int = 0,
+    **pair_options,
+) -> SyntheticEventLog:
+    """Draw `n_pairs` (user, item) pairs with `generate_interactions` and events for each.
+
+    A pair's taste is its planted affinity relative to the user's favourite topic (0..1). It
+    gets 1 + Poisson((views_per_pair - 1) * 2 * taste) views, a cart with probability
+    min(1, cart_rate * (0.25 + 1.5 * taste)) and, once carted, a purchase with probability
+    min(1, purchase_rate * (0.5 + taste)), so carts and purchases concentrate on the pairs the
+    planted structure favours. Purchases buy 1 + Geometric items (mostly 1). Events start at
+    the pair's timestamp: views within 3 days, the cart a day later, the purchase within the
+    day after the cart.
+
+    Args:
+        n_users: as for `generate_interactions`.
+        n_items: as for `generate_interactions`.
+        n_pairs: distinct pairs (`n_interactions` of `generate_interactions`); the log has more
+            rows, about 1.3 to 2.5 per pair with the defaults.
+        views_per_pair: mean views of a pair of average taste (>= 1).
+        cart_rate: scale of the cart probability, in [0, 1].
+        purchase_rate: scale of the purchase probability of a carted pair, in [0, 1].
+        quantities: whether purchases carry a quantity column (else every event counts 1).
+        seed: seed of the pairs and of the events.
+        **pair_options: other keyword arguments of `generate_interactions` (`n_topics`,
+            `noise`, ...; not `feedback`).
+
+    Returns:
+        The log in time order and the pairs it was drawn from.
+
+    Raises:
+        ConfigError: an argument is out of range.
+    """
+    if "feedback" in pair_options:
+        raise ConfigError("generate_event_log: feedback is always events; do not pass it")
+    if not views_per_pair >= 1.0:
+        raise ConfigError(f"views_per_pair must be >= 1, got {views_per_pair}")
+    for name, rate in (("cart_rate", cart_rate), ("purchase_rate", purchase_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigError(f"{name} must be in [0, 1], got {rate}")
+    pairs = generate_interactions(
+        n_users, n_items, n_pairs, feedback="binary", seed=seed, **pair_options
+    )
+    # A separate stream: the pairs stay exactly those of generate_interactions(seed=seed).
+    rng = np.random.default_rng([seed, 1])
+    users, items = pairs.users, pairs.items
+    affinity = np.einsum("ij,ij->i", pairs.user_topics[users], pairs.item_topics[items])
+    taste = affinity / np.maximum(pairs.user_topics.max(axis=1)[users], 1e-12)
+    n_views = 1 + rng.poisson((views_per_pair - 1.0) * 2.0 * taste)
+    carted = rng.random(users.size) < np.minimum(1.0, cart_rate * (0.25 + 1.5 * taste))
+    bought = carted & (rng.random(users.size) < np.minimum(1.0, purchase_rate * (0.5 + taste)))
+
+    per_pair = n_views + carted + bought
+    pair_of_event = np.repeat(np.arange(users.size), per_pair)
+    # Position of each event within its pair: views first, then the cart, then the purchase.
+    position = np.arange(pair_of_event.size) - np.repeat(np.cumsum(per_pair) - per_pair, per_pair)
+    kinds = np.where(position < n_views[pair_of_event], 0, 1).astype(np.int8)
+    kinds[(position == per_pair[pair_of_event] - 1) & bought[pair_of_event]] = 2
+    start = pairs.timestamps[pair_of_event]
+    offsets = rng.integers(0, 3 * 86_400, pair_of_event.size)
+    offsets[kinds == 1] = 3 * 86_400 + rng.integers(0, 86_400, int((kinds == 1).sum()))
+    offsets[kinds == 2] = 4 * 86_400 + rng.integers(0, 86_400, int((kinds == 2).sum()))
+    timestamps = start + offsets
+    amounts = np.full(pair_of_event.size, np.nan, dtype=np.float32)
+    if quantities:
+        amounts[kinds == 2] = rng.geometric(0.75, int((kinds == 2).sum()))
+    # The value a reader gives each pair with the default weights (view 1, cart 3, purchase 10).
+    weights = np.array([1.0, 3.0, 10.0])[kinds] * np.where(np.isnan(amounts), 1.0, amounts)
+    pairs.ratings = np.bincount(pair_of_event, weights, minlength=users.size).astype(np.float32)
+    pairs.feedback = "events"
+    order = np.argsort(timestamps, kind="stable")
+    return SyntheticEventLog(
+        users=users[pair_of_event][order],
+        items=items[pair_of_event][order],
+        events=kinds[order],
+        quantities=amounts[order],
+        timestamps=timestamps[order],
+        pairs=pairs,
+        has_quantities=quantities,
+    )
+
+
 # Rounds of drawing from the planted structure, then of uniform filling, for users whose count
 # is not reached yet (uniform draws converge fast: a user holds at most max_user_fraction).
 _STRUCTURED_ROUNDS = 4
@@ -372,22 +563,38 @@ def _draw_items(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: write synthetic interactions to a Parquet file."""
+    """Command line: write synthetic interactions or an event log to a Parquet or CSV file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="ml-20m")
-    parser.add_argument("--output", required=True, help="Parquet file to write")
-    parser.add_argument("--feedback", choices=FEEDBACK_KINDS, default="ratings")
+    parser.add_argument(
+        "--output", required=True, help="file to write: .csv for CSV, anything else Parquet"
+    )
+    parser.add_argument(
+        "--feedback",
+        choices=(*FEEDBACK_KINDS, "events"),
+        default="ratings",
+        help="the value of each pair, or `events`: an event log (the shape's count is of pairs)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     arguments = parser.parse_args(argv)
     n_users, n_items, n_interactions = SHAPES[arguments.shape]
     started = time.perf_counter()
-    data = generate_interactions(
-        n_users, n_items, n_interactions, feedback=arguments.feedback, seed=arguments.seed
-    )
-    data.write_parquet(arguments.output)
+    if arguments.feedback == "events":
+        data = generate_event_log(n_users, n_items, n_interactions, seed=arguments.seed)
+        what = f"{data.n_events:,} events on {n_interactions:,} (user, item) pairs"
+        hint = "; train with data.columns: {event: event_type, quantity: quantity}"
+    else:
+        data = generate_interactions(
+            n_users, n_items, n_interactions, feedback=arguments.feedback, seed=arguments.seed
+        )
+        what, hint = f"{data.n_interactions:,} interactions", ""
+    if Path(arguments.output).suffix.lower() == ".csv":
+        data.write_csv(arguments.output)
+    else:
+        data.write_parquet(arguments.output)
     print(
-        f"wrote {data.n_interactions:,} interactions ({n_users:,} users x {n_items:,} items) to "
-        f"{arguments.output} in {time.perf_counter() - started:.1f} s"
+        f"wrote {what} ({n_users:,} users x {n_items:,} items) to {arguments.output} in "
+        f"{time.perf_counter() - started:.1f} s{hint}"
     )
 
 

@@ -7,14 +7,27 @@ from typing import Annotated
 
 from zenml import log_metadata, step
 
-from walsrec.data import ColumnSpec, Interactions, ValidationOptions, load_source
+from walsrec.data import ColumnSpec, EventOptions, Interactions, ValidationOptions, load_source
+from walsrec.errors import ConfigError, reject_unknown_keys
 
 logger = logging.getLogger(__name__)
 
 
 def loader_options(data: dict) -> dict:
-    """The keyword arguments of `load_source` from the `data:` section of a config."""
+    """The keyword arguments of `load_source` from the `data:` section of a config.
+
+    Raises:
+        ConfigError: An unknown key in `data.columns` or `data.events`, or a bad event weight.
+    """
     columns = data.get("columns") or {}
+    events = data.get("events") or {}
+    for section, values, config_class in (
+        ("data.columns", columns, ColumnSpec),
+        ("data.events", events, EventOptions),
+    ):
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section} must be a mapping, got {values!r}")
+        reject_unknown_keys(section, values, config_class)
     return {
         "fmt": data.get("format", "auto"),
         "columns": ColumnSpec(**columns),
@@ -23,6 +36,10 @@ def loader_options(data: dict) -> dict:
             strict=bool(data.get("strict", False)),
             rating_min=data.get("rating_min"),
             rating_max=data.get("rating_max"),
+            # Only read when columns.event is set; null weights mean the defaults.
+            events=EventOptions(
+                **{key: value for key, value in events.items() if value is not None}
+            ),
         ),
         "cache_dir": data.get("cache_dir"),
         "download": bool(data.get("download", True)),
@@ -36,7 +53,8 @@ def data_loader(source: str, data: dict) -> Annotated[Interactions, "interaction
     Args:
         source: a MovieLens variant (ml-100k, ml-1m, ml-20m, ml-latest-small), a folder holding
             one, or an interactions file.
-        data: the `data:` section of the config (format, columns, header, strict, ranges).
+        data: the `data:` section of the config (format, columns, header, strict, ranges,
+            event weights).
 
     Returns:
         The validated interactions with the report of what was rejected.

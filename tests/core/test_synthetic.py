@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from walsrec.data import ColumnSpec, load_interactions
 from walsrec.errors import ConfigError
 from walsrec.metrics import evaluate
-from walsrec.synthetic import generate_interactions
+from walsrec.synthetic import generate_event_log, generate_interactions
+from walsrec.synthetic import main as synthetic_main
 from walsrec.wals import WALSConfig, train_wals
 
 
@@ -139,3 +141,75 @@ def test_feedback_kinds_share_pairs_and_differ_in_values() -> None:
     assert np.corrcoef(np.log(values), affinity)[0, 1] > 0.1
     with pytest.raises(ConfigError, match="feedback"):
         generate_interactions(300, 400, 9_000, feedback="stars")
+
+
+def test_event_log_covers_the_pairs_with_views_carts_and_purchases() -> None:
+    pairs = generate_interactions(300, 400, 9_000, seed=5)
+    log = generate_event_log(300, 400, 9_000, seed=5)
+    # The pairs are exactly those of generate_interactions with the same seed.
+    assert np.array_equal(log.pairs.users, pairs.users)
+    assert np.array_equal(log.pairs.items, pairs.items)
+    pair_keys = log.users.astype(np.int64) * 400 + log.items
+    per_pair = pd.crosstab(pair_keys, log.events).rename(
+        columns={0: "views", 1: "carts", 2: "purchases"}
+    )
+    assert len(per_pair) == 9_000 and per_pair["views"].min() >= 1
+    assert per_pair["carts"].max() == 1 and per_pair["purchases"].max() == 1
+    # Every purchase was carted first, and the log is in time order.
+    assert np.all(per_pair["purchases"] <= per_pair["carts"])
+    assert np.all(np.diff(log.timestamps) >= 0)
+    counts = np.bincount(log.events, minlength=3)
+    assert counts[0] > counts[1] > counts[2] > 0
+    # Quantities only on purchases, whole numbers >= 1.
+    bought = log.events == 2
+    assert np.isnan(log.quantities[~bought]).all()
+    assert log.quantities[bought].min() >= 1
+    assert np.all(log.quantities[bought] == np.rint(log.quantities[bought]))
+    # Carts and purchases concentrate on the pairs the planted tastes favour.
+    keys = log.pairs.users.astype(np.int64) * 400 + log.pairs.items
+    affinity = np.einsum("ij,ij->i", pairs.user_topics[pairs.users], pairs.item_topics[pairs.items])
+    ordered = per_pair.loc[keys]
+    high = affinity > np.quantile(affinity, 0.75)
+    low = affinity < np.quantile(affinity, 0.25)
+    assert ordered["purchases"][high].mean() > 3 * ordered["purchases"][low].mean()
+    assert ordered["views"][high].mean() > ordered["views"][low].mean()
+    again = generate_event_log(300, 400, 9_000, seed=5)
+    assert np.array_equal(again.timestamps, log.timestamps)
+    assert np.array_equal(again.events, log.events)
+
+
+def test_event_log_files_read_back_as_the_generated_pairs(tmp_path) -> None:
+    log = generate_event_log(60, 80, 900, seed=4)
+    columns = ColumnSpec(event="event_type", quantity="quantity")
+    for path in (log.write_csv(tmp_path / "log.csv"), log.write_parquet(tmp_path / "log.parquet")):
+        result = load_interactions(path, columns=columns)
+        report = result.report
+        assert report.rejected == {} and report.rows_read == log.n_events
+        assert report.rows_kept == 900
+        frame = result.frame.assign(
+            user=result.frame["user_id"].astype(int), item=result.frame["item_id"].astype(int)
+        ).sort_values(["user", "item"])
+        # pairs.ratings is the value with the default weights: the reader must agree.
+        np.testing.assert_allclose(frame["rating"].to_numpy(), log.pairs.ratings, rtol=1e-6)
+        assert np.array_equal(frame["user"].to_numpy(), log.pairs.users)
+    without = generate_event_log(60, 80, 900, seed=4, quantities=False)
+    assert "quantity" not in without.to_frame().columns
+    with pytest.raises(ConfigError, match="cart_rate"):
+        generate_event_log(60, 80, 900, cart_rate=2.0)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_command_line_writes_an_event_log(tmp_path, capsys, suffix: str) -> None:
+    output = tmp_path / f"events{suffix}"
+    synthetic_main(["--shape", "ml-latest-small", "--feedback", "events", "--output", str(output)])
+    assert "events on 100,836 (user, item) pairs" in capsys.readouterr().out
+    result = load_interactions(output, columns=ColumnSpec(event="event_type", quantity="quantity"))
+    assert result.report.rows_kept == 100_836 and result.report.rejected == {}
+
+
+def test_command_line_writes_csv_interactions(tmp_path) -> None:
+    output = tmp_path / "ratings.csv"
+    synthetic_main(["--shape", "ml-latest-small", "--output", str(output)])
+    frame = pd.read_csv(output)
+    assert list(frame.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert len(frame) == 100_836

@@ -5,6 +5,7 @@ pyarrow. Errors meant for users are :class:`walsrec.errors.DataError` / ``Config
 """
 
 from walsrec.data.dataset import Dataset, build_dataset
+from walsrec.data.events import DEFAULT_EVENT_WEIGHTS, EventOptions
 from walsrec.data.movielens import (
     VARIANTS,
     default_cache_dir,
@@ -18,9 +19,11 @@ from walsrec.data.splits import PreprocessConfig, SplitConfig
 from walsrec.data.validation import RejectedRow, ValidationOptions, ValidationReport
 
 __all__ = [
+    "DEFAULT_EVENT_WEIGHTS",
     "VARIANTS",
     "ColumnSpec",
     "Dataset",
+    "EventOptions",
     "Interactions",
     "PreprocessConfig",
     "RejectedRow",

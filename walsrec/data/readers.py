@@ -11,6 +11,11 @@ while the second line has at least one number (so ``userId,movieId,rating`` is a
 Headerless files map columns by position: user, item, then rating (unless ``columns.rating`` is
 None), then timestamp (unless ``columns.timestamp`` is None), as many as the file has. A file with
 two columns is implicit feedback; extra columns are ignored with a warning.
+
+Event logs: when ``columns.event`` names a column, each row is one event (view, cart, purchase,
+...) and ``columns.quantity`` may name a quantity column. ``columns.rating`` is then not read: the
+value of a (user, item) pair is derived from its events (:mod:`walsrec.data.events`). Headerless
+event logs map by position: user, item, timestamp (unless None), event, quantity (unless None).
 """
 
 from __future__ import annotations
@@ -53,25 +58,41 @@ _COMPRESSION_SUFFIXES = {".gz", ".bz2", ".zst", ".lz4"}
 _DAT_SUBSTITUTE = "\x1f"
 _BLOCK_SIZE = 16 << 20
 _SNIFF_BYTES = 1 << 16
-FIELDS = ("user", "item", "rating", "timestamp")
+FIELDS = ("user", "item", "rating", "timestamp", "event", "quantity")
+FEEDBACK_KINDS = ("ratings", "binary", "events")
 
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """Names of the columns in the user's file (None: the file has no such column)."""
+    """Names of the columns in the user's file (None: the file has no such column).
+
+    ``event`` makes the file an event log (one row per event; ``rating`` is then not read) and
+    ``quantity`` is read only with it.
+    """
 
     user: str = "user_id"
     item: str = "item_id"
     rating: str | None = "rating"
     timestamp: str | None = "timestamp"
+    event: str | None = None
+    quantity: str | None = None
+
+    @property
+    def is_event_log(self) -> bool:
+        """Whether the file has one row per event (``event`` is set)."""
+        return self.event is not None
 
     def configured(self) -> dict[str, str]:
         """Returns the configured fields in positional order, mapped to their column names."""
         names = {"user": self.user, "item": self.item}
-        if self.rating is not None:
+        if self.rating is not None and not self.is_event_log:
             names["rating"] = self.rating
         if self.timestamp is not None:
             names["timestamp"] = self.timestamp
+        if self.is_event_log:
+            names["event"] = self.event
+            if self.quantity is not None:
+                names["quantity"] = self.quantity
         return names
 
 
@@ -81,12 +102,18 @@ class Interactions:
 
     Attributes:
         frame: Columns user_id (str), item_id (str), rating (float32) and, when present,
-            timestamp (int64), in file order.
-        has_ratings: False when the source had no rating column (ratings are then 1.0).
+            timestamp (int64), in file order. For an event log, one row per (user, item) pair
+            in order of its first event; rating is the sum of its weighted (decayed) events, an
+            implicit confidence, and timestamp is its latest event's.
+        has_ratings: False for implicit feedback: no rating column (ratings are then 1.0) or an
+            event log.
         has_timestamps: Whether ``frame`` has a timestamp column.
         item_titles: item_id -> title, empty when no metadata was found.
-        report: What happened to every input row.
+        report: What happened to every input row (for event logs also the events per type).
         source: Where the data came from.
+        feedback: What ``rating`` holds: "ratings" (a rating column was read: ratings, counts
+            or any other value), "binary" (no rating column: 1.0) or "events" (aggregated
+            events).
     """
 
     frame: pd.DataFrame
@@ -95,6 +122,7 @@ class Interactions:
     item_titles: dict[str, str] = field(default_factory=dict)
     report: ValidationReport | None = None
     source: str = ""
+    feedback: str = "ratings"
 
 
 def detect_format(path: Path, fmt: str = "auto") -> str:
@@ -169,9 +197,14 @@ def _map_header_columns(
             mapping[field_key] = name
             continue
         hint = f"set columns.{field_key} to the name used in the file"
-        if field_key in ("rating", "timestamp"):
-            kind = "ratings" if field_key == "rating" else "timestamps"
-            hint += f", or columns.{field_key}: null if the file has no {kind}"
+        if field_key in ("rating", "timestamp", "event", "quantity"):
+            kind = {
+                "rating": "has no ratings",
+                "timestamp": "has no timestamps",
+                "event": "is not an event log",
+                "quantity": "has no quantities",
+            }[field_key]
+            hint += f", or columns.{field_key}: null if the file {kind}"
         close = [other for other in found if other.lower() == name.lower()]
         if close:
             hint = f"did you mean {close[0]!r}? " + hint
@@ -245,8 +278,14 @@ def _read_text(
             )
         if extra:
             warnings.append(f"extra columns ignored: {', '.join(extra)}")
-        missing = [key for key in ("rating", "timestamp") if key not in mapping]
-        if "rating" in missing:
+        if "event" in columns.configured() and "event" not in mapping:
+            raise DataError(
+                f"{source}: line 1 has {len(file_columns)} field(s), too few for the event "
+                f"column (columns.event): headerless event logs are user, item, "
+                f"{'timestamp, ' if columns.timestamp is not None else ''}event"
+                f"{', quantity' if columns.quantity is not None else ''}"
+            )
+        if "rating" not in mapping and not columns.is_event_log:
             warnings.append("no rating column: treated as implicit feedback (rating 1.0)")
 
     malformed: list[tuple[int, str, int]] = []
@@ -301,10 +340,10 @@ def _read_text(
 
 
 def _role_columns(table: pa.Table, names: dict[str, str]) -> dict[str, pa.ChunkedArray | None]:
-    """RawColumns' user, item, rating and timestamp from `table`; names: role -> column name
-    (rating and timestamp may be absent)."""
+    """RawColumns' user, item, rating, timestamp, event and quantity from `table`; names: role ->
+    column name (all but user and item may be absent)."""
     columns = {role: table.column(names[role]) for role in ("user", "item")}
-    for role in ("rating", "timestamp"):
+    for role in ("rating", "timestamp", "event", "quantity"):
         columns[role] = table.column(names[role]) if role in names else None
     return columns
 
@@ -389,11 +428,12 @@ def load_interactions(
         fmt: "auto" (from the extension), "csv", "tsv", "dat" or "parquet".
         columns: Column names in the file (headerless files map by position).
         header: Whether the first line is a header; None detects it.
-        options: Strictness, rating range and number of examples.
+        options: Strictness, rating range, number of examples and event weights.
 
     Returns:
         The validated interactions; titles are attached when the file's folder holds MovieLens
-        metadata (u.item, movies.dat or movies.csv).
+        metadata (u.item, movies.dat or movies.csv). With ``columns.event`` set, one row per
+        (user, item) pair with its events summed (``feedback == "events"``).
 
     Raises:
         DataError: When the file is missing, empty, unreadable, lacks a configured column, or
@@ -403,6 +443,17 @@ def load_interactions(
     path = Path(path)
     if not columns.user or not columns.item:
         raise ConfigError("columns.user and columns.item must name columns of the file")
+    if columns.quantity is not None and not columns.is_event_log:
+        raise ConfigError(
+            "columns.quantity is only read for event logs: set columns.event too, or "
+            "columns.quantity: null"
+        )
+    decay = options.events.half_life_days is not None
+    if columns.is_event_log and decay and columns.timestamp is None:
+        raise ConfigError(
+            "data.events.half_life_days needs timestamps: set columns.timestamp, or "
+            "half_life_days: null"
+        )
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
@@ -417,6 +468,10 @@ def load_interactions(
     frame, report = validate_columns(raw, options, mapping)
     titles, title_warnings = read_item_titles(path.parent)
     report.warnings.extend(title_warnings)
+    if raw.event is not None:
+        feedback = "events"
+    else:
+        feedback = "ratings" if raw.rating is not None else "binary"
     return Interactions(
         frame=frame,
         has_ratings=raw.rating is not None,
@@ -424,4 +479,5 @@ def load_interactions(
         item_titles=titles,
         report=report,
         source=str(path),
+        feedback=feedback,
     )

@@ -5,6 +5,11 @@ parser already rejected for a wrong number of fields. Validation assigns each ro
 reason (the first that applies, in the order of ``REASONS``), drops duplicate (user, item) pairs
 keeping the latest, and keeps a few examples in file order. Nothing is dropped silently:
 ``rows_read == rows_kept + sum(rejected.values()) + duplicates_dropped``.
+
+Event logs (the reader passes an ``event`` column) are validated the same way, with the event type
+and quantity checked too, but a pair's repeated rows are summed instead of superseded
+(:mod:`walsrec.data.events`): there ``rows_kept`` counts pairs and
+``rows_read == rows_kept + sum(rejected.values()) + events_aggregated``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from walsrec.data.events import EventOptions, aggregate_pairs, event_type_codes, event_values
 from walsrec.errors import DataError
 
 WRONG_FIELD_COUNT = "wrong number of fields"
@@ -31,6 +37,12 @@ RATING_OUT_OF_RANGE = "rating out of range"
 MISSING_TIMESTAMP = "missing timestamp"
 UNPARSABLE_TIMESTAMP = "unparsable timestamp"
 NEGATIVE_TIMESTAMP = "negative timestamp"
+MISSING_EVENT = "missing event type"
+UNKNOWN_EVENT = "unknown event type"
+UNPARSABLE_QUANTITY = "unparsable quantity"
+NON_FINITE_QUANTITY = "non-finite quantity"
+# Zero counts as bad too: a purchase of nothing is a cancelled or corrupt row, not a signal.
+NON_POSITIVE_QUANTITY = "non-positive quantity"
 DUPLICATE = "duplicate (user, item) pair"
 
 # Row-level reasons in priority order: a row with several problems is counted under the first.
@@ -45,6 +57,11 @@ REASONS = (
     MISSING_TIMESTAMP,
     UNPARSABLE_TIMESTAMP,
     NEGATIVE_TIMESTAMP,
+    MISSING_EVENT,
+    UNKNOWN_EVENT,
+    UNPARSABLE_QUANTITY,
+    NON_FINITE_QUANTITY,
+    NON_POSITIVE_QUANTITY,
 )
 # Which input field each reason is about (None: the row as a whole).
 _REASON_FIELD = {
@@ -58,6 +75,11 @@ _REASON_FIELD = {
     MISSING_TIMESTAMP: "timestamp",
     UNPARSABLE_TIMESTAMP: "timestamp",
     NEGATIVE_TIMESTAMP: "timestamp",
+    MISSING_EVENT: "event",
+    UNKNOWN_EVENT: "event",
+    UNPARSABLE_QUANTITY: "quantity",
+    NON_FINITE_QUANTITY: "quantity",
+    NON_POSITIVE_QUANTITY: "quantity",
 }
 
 _FLOAT_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
@@ -79,12 +101,14 @@ class ValidationOptions:
         rating_min: Inclusive lower bound for ratings, unchecked when None.
         rating_max: Inclusive upper bound for ratings, unchecked when None.
         max_examples: How many rejected rows the report keeps as examples.
+        events: Weights and time decay for event logs (files with an event column).
     """
 
     strict: bool = False
     rating_min: float | None = None
     rating_max: float | None = None
     max_examples: int = 5
+    events: EventOptions = EventOptions()
 
 
 @dataclass
@@ -116,7 +140,19 @@ class RejectedRow:
 
 @dataclass
 class ValidationReport:
-    """What happened to every input row of one source."""
+    """What happened to every input row of one source.
+
+    Attributes:
+        source: The file.
+        rows_read: Data rows in the file (empty lines not counted).
+        rows_kept: Rows in the result; for an event log, (user, item) pairs.
+        rejected: Reason -> number of rows rejected for it.
+        duplicates_dropped: Rows superseded by a later row of the same pair (not event logs).
+        examples: The first few rejected or superseded rows, in file order.
+        warnings: Everything else worth knowing (extra columns, empty lines, ...).
+        events_aggregated: Event logs: valid events summed into an earlier event's pair.
+        event_counts: Event logs: valid events per type (None for other files).
+    """
 
     source: str
     rows_read: int
@@ -125,6 +161,13 @@ class ValidationReport:
     duplicates_dropped: int = 0
     examples: list[RejectedRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    events_aggregated: int = 0
+    event_counts: dict[str, int] | None = None
+
+    @property
+    def is_event_log(self) -> bool:
+        """Whether the source was an event log (pairs' events summed)."""
+        return self.event_counts is not None
 
     @property
     def rows_rejected(self) -> int:
@@ -133,10 +176,19 @@ class ValidationReport:
 
     def summary(self) -> str:
         """Returns a multi-line human summary: counts, reasons, warnings and examples."""
-        lines = [
-            f"{self.source}: {self.rows_read:,} rows read, {self.rows_kept:,} kept, "
-            f"{self.rows_rejected:,} rejected, {self.duplicates_dropped:,} duplicates dropped"
-        ]
+        if self.is_event_log:
+            types = ", ".join(f"{name} {count:,}" for name, count in self.event_counts.items())
+            lines = [
+                f"{self.source}: {self.rows_read:,} events read, {self.rows_rejected:,} "
+                f"rejected, {self.events_aggregated:,} aggregated into the "
+                f"{self.rows_kept:,} (user, item) pairs kept",
+                f"  events kept by type: {types}",
+            ]
+        else:
+            lines = [
+                f"{self.source}: {self.rows_read:,} rows read, {self.rows_kept:,} kept, "
+                f"{self.rows_rejected:,} rejected, {self.duplicates_dropped:,} duplicates dropped"
+            ]
         for reason, count in sorted(self.rejected.items(), key=lambda kv: -kv[1]):
             lines.append(f"  rejected {count:,} x {reason}")
         lines.extend(f"  warning: {warning}" for warning in self.warnings)
@@ -146,8 +198,8 @@ class ValidationReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """Returns a JSON-serializable dict of the report."""
-        return {
+        """Returns a JSON-serializable dict of the report (event-log keys only for event logs)."""
+        result = {
             "source": self.source,
             "rows_read": int(self.rows_read),
             "rows_kept": int(self.rows_kept),
@@ -156,6 +208,10 @@ class ValidationReport:
             "examples": [asdict(example) for example in self.examples],
             "warnings": list(self.warnings),
         }
+        if self.is_event_log:
+            result["events_aggregated"] = int(self.events_aggregated)
+            result["event_counts"] = {name: int(n) for name, n in self.event_counts.items()}
+        return result
 
 
 @dataclass
@@ -175,6 +231,9 @@ class RawColumns:
         expected_fields: The number of fields a row should have (for messages).
         extra_columns: Every other column, used only to recognize empty lines.
         warnings: Messages already produced by the reader.
+        event: The event type of each row, or None when the source is not an event log.
+        quantity: As ``user``, or None when the source has no quantity column (only read with
+            ``event``).
     """
 
     source: str
@@ -188,6 +247,8 @@ class RawColumns:
     expected_fields: int = 0
     extra_columns: list[pa.Array | pa.ChunkedArray] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    event: pa.Array | pa.ChunkedArray | None = None
+    quantity: pa.Array | pa.ChunkedArray | None = None
 
 
 def _to_numpy_bool(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -308,12 +369,14 @@ def validate_columns(
     Args:
         raw: Columns read from one source.
         options: Strictness, rating range and number of examples.
-        field_names: Maps "user", "item", "rating", "timestamp" to the column names in the file
-            (used in messages).
+        field_names: Maps "user", "item", "rating", "timestamp" (and "event", "quantity" for
+            event logs) to the column names in the file (used in messages).
 
     Returns:
         A frame with user_id and item_id (str), rating (float32, 1.0 when the source has none)
-        and timestamp (int64, only when present), in file order; and the report.
+        and timestamp (int64, only when present), in file order; and the report. For an event
+        log (``raw.event`` set) there is one row per (user, item) pair, in order of its first
+        event: rating is the sum of its events' values, timestamp its latest event's.
 
     Raises:
         DataError: In strict mode on the first bad row; when the source has no data rows; when
@@ -353,6 +416,31 @@ def validate_columns(
             flags[NEGATIVE_TIMESTAMP],
         )
         row_empty &= _is_missing(raw.timestamp)
+
+    event_codes = quantities = None
+    if raw.event is not None:
+        event_codes, flags[MISSING_EVENT], flags[UNKNOWN_EVENT] = event_type_codes(
+            raw.event, options.events
+        )
+        row_empty &= flags[MISSING_EVENT]
+        quantities = np.ones(n_rows, dtype=np.float64)
+        if raw.quantity is not None:
+            # A blank quantity is 1 (views and carts rarely carry one); only bad text is bad.
+            quantity_missing = np.zeros(n_rows, dtype=bool)
+            quantities = _parse_ratings(
+                raw.quantity,
+                quantity_missing,
+                flags[UNPARSABLE_QUANTITY],
+                flags[NON_FINITE_QUANTITY],
+            )
+            quantities = np.where(quantity_missing, 1.0, quantities)
+            flags[NON_POSITIVE_QUANTITY] = (
+                ~quantity_missing
+                & ~flags[UNPARSABLE_QUANTITY]
+                & ~flags[NON_FINITE_QUANTITY]
+                & (quantities <= 0)
+            )
+            row_empty &= quantity_missing
     if raw.line_kind == "line":
         # A blank line parses as a row of empty fields; every column must be empty to count.
         for extra in raw.extra_columns:
@@ -368,7 +456,14 @@ def validate_columns(
     # Empty lines are not rows: they are skipped with a warning, never counted as rejections.
     bad_rows = np.flatnonzero((reason_codes != 0) & (reason_codes != empty_code))
 
-    columns = {"user": raw.user, "item": raw.item, "rating": raw.rating, "timestamp": raw.timestamp}
+    columns = {
+        "user": raw.user,
+        "item": raw.item,
+        "rating": raw.rating,
+        "timestamp": raw.timestamp,
+        "event": raw.event,
+        "quantity": raw.quantity,
+    }
 
     def rejected_example(row: int) -> RejectedRow:
         reason = REASONS[reason_codes[row] - 1]
@@ -407,6 +502,22 @@ def validate_columns(
 
     keep = reason_codes == 0
     kept_rows = np.flatnonzero(keep)
+    if raw.event is not None:
+        return _aggregate_events(
+            raw,
+            options,
+            user,
+            item,
+            kept_rows,
+            event_codes,
+            quantities,
+            timestamps,
+            reason_codes,
+            bad_rows,
+            empty_rows,
+            rejected_example,
+            malformed_example,
+        )
     duplicate_rows, winner_rows = _find_superseded(
         user.filter(pa.array(keep)),
         item.filter(pa.array(keep)),
@@ -438,32 +549,16 @@ def validate_columns(
             )
     examples = sorted(examples, key=lambda example: example.line)[:limit]
 
-    rejected: dict[str, int] = {}
-    if raw.malformed:
-        rejected[WRONG_FIELD_COUNT] = len(raw.malformed)
-    counts = np.bincount(reason_codes, minlength=len(REASONS) + 1)
-    for code, reason in enumerate(REASONS, start=1):
-        if counts[code] and code != empty_code:
-            rejected[reason] = int(counts[code])
-    warnings = list(raw.warnings)
-    if len(empty_rows):
-        shown = ", ".join(str(line) for line in raw.row_lines(empty_rows[:limit]))
-        more = ", ..." if len(empty_rows) > limit else ""
-        warnings.append(f"{len(empty_rows):,} empty line(s) skipped (lines {shown}{more})")
-
     report = ValidationReport(
         source=raw.source,
         rows_read=n_rows - len(empty_rows) + len(raw.malformed),
         rows_kept=int(keep.sum()),
-        rejected=rejected,
+        rejected=_rejected_counts(raw, reason_codes),
         duplicates_dropped=len(duplicate_rows),
         examples=examples,
-        warnings=warnings,
+        warnings=_warnings(raw, empty_rows, limit),
     )
-    if report.rows_read == 0:
-        raise DataError(f"{raw.source} has no data rows")
-    if report.rows_kept == 0:
-        raise DataError(f"{raw.source}: every row was rejected\n{report.summary()}")
+    _check_rows_left(raw, report)
 
     if not keep.all():
         keep_mask = pa.array(keep)
@@ -477,6 +572,108 @@ def validate_columns(
     )
     if timestamps is not None:
         frame["timestamp"] = timestamps[keep].astype(np.int64)
+    return frame, report
+
+
+def _rejected_counts(raw: RawColumns, reason_codes: np.ndarray) -> dict[str, int]:
+    """Reason -> rejected rows (empty lines are skipped, not rejected)."""
+    rejected: dict[str, int] = {}
+    if raw.malformed:
+        rejected[WRONG_FIELD_COUNT] = len(raw.malformed)
+    counts = np.bincount(reason_codes, minlength=len(REASONS) + 1)
+    for code, reason in enumerate(REASONS, start=1):
+        if counts[code] and reason != EMPTY_LINE:
+            rejected[reason] = int(counts[code])
+    return rejected
+
+
+def _warnings(raw: RawColumns, empty_rows: np.ndarray, limit: int) -> list[str]:
+    """The reader's warnings plus where empty lines were skipped."""
+    warnings = list(raw.warnings)
+    if len(empty_rows):
+        shown = ", ".join(str(line) for line in raw.row_lines(empty_rows[:limit]))
+        more = ", ..." if len(empty_rows) > limit else ""
+        warnings.append(f"{len(empty_rows):,} empty line(s) skipped (lines {shown}{more})")
+    return warnings
+
+
+def _check_rows_left(raw: RawColumns, report: ValidationReport) -> None:
+    if report.rows_read == 0:
+        raise DataError(f"{raw.source} has no data rows")
+    if report.rows_kept == 0:
+        raise DataError(f"{raw.source}: every row was rejected\n{report.summary()}")
+
+
+def _unknown_event_warning(raw: RawColumns, options: ValidationOptions, rows: np.ndarray) -> str:
+    """Names the most frequent unknown event types, so a missing weight is easy to spot."""
+    values = pc.utf8_trim_whitespace(pc.cast(raw.event, pa.string()).take(pa.array(rows)))
+    counts = pc.value_counts(values).to_pylist()
+    counts.sort(key=lambda entry: -entry["counts"])
+    shown = ", ".join(f"{entry['values']!r} x {entry['counts']:,}" for entry in counts[:5])
+    more = ", ..." if len(counts) > 5 else ""
+    known = ", ".join(options.events.weights)
+    return (
+        f"unknown event types {shown}{more}: data.events.weights lists {known}; add a weight to "
+        f"use a type"
+    )
+
+
+def _aggregate_events(
+    raw: RawColumns,
+    options: ValidationOptions,
+    user: pa.ChunkedArray,
+    item: pa.ChunkedArray,
+    kept_rows: np.ndarray,
+    event_codes: np.ndarray,
+    quantities: np.ndarray,
+    timestamps: np.ndarray | None,
+    reason_codes: np.ndarray,
+    bad_rows: np.ndarray,
+    empty_rows: np.ndarray,
+    rejected_example: Callable[[int], RejectedRow],
+    malformed_example: Callable[..., RejectedRow],
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """The event-log end of :func:`validate_columns`: sums each pair's valid events."""
+    limit = max(options.max_examples, 0)
+    examples = [rejected_example(int(row)) for row in bad_rows[:limit]]
+    examples.extend(malformed_example(*entry) for entry in raw.malformed[:limit])
+    examples = sorted(examples, key=lambda example: example.line)[:limit]
+    kept_codes = event_codes[kept_rows]
+    type_counts = np.bincount(kept_codes, minlength=len(options.events.weights))
+    warnings = _warnings(raw, empty_rows, limit)
+    unknown_rows = np.flatnonzero(reason_codes == REASONS.index(UNKNOWN_EVENT) + 1)
+    if len(unknown_rows):
+        warnings.append(_unknown_event_warning(raw, options, unknown_rows))
+
+    kept_stamps = None if timestamps is None else timestamps[kept_rows]
+    values = event_values(kept_codes, quantities[kept_rows], kept_stamps, options.events)
+    keep_mask = pa.array(reason_codes == 0)
+    kept_user, kept_item = user.filter(keep_mask), item.filter(keep_mask)
+    pairs = aggregate_pairs(kept_user, kept_item, values, kept_stamps)
+    report = ValidationReport(
+        source=raw.source,
+        rows_read=len(reason_codes) - len(empty_rows) + len(raw.malformed),
+        rows_kept=len(pairs.rows),
+        rejected=_rejected_counts(raw, reason_codes),
+        examples=examples,
+        warnings=warnings,
+        events_aggregated=len(kept_rows) - len(pairs.rows),
+        event_counts={
+            name: int(count)
+            for name, count in zip(options.events.weights, type_counts, strict=True)
+        },
+    )
+    _check_rows_left(raw, report)
+    take = pa.array(pairs.rows)
+    frame = pd.DataFrame(
+        {
+            "user_id": kept_user.take(take).to_pandas(),
+            "item_id": kept_item.take(take).to_pandas(),
+            "rating": pairs.values,
+        }
+    )
+    if pairs.timestamps is not None:
+        frame["timestamp"] = pairs.timestamps
     return frame, report
 
 
