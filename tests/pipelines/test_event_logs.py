@@ -57,6 +57,15 @@ def test_run_py_trains_on_an_event_log(tmp_path: Path) -> None:
     dataset = run.steps["data_splitter"].outputs["dataset"][0].load()
     assert dataset.train.nnz + dataset.test.nnz == 4_000
     assert dataset.train.data.max() > 10.0  # purchases weigh more than views
+    # The profile knows the values are summed event weights, and the auto values follow it.
+    profile = run.steps["data_profiler"].outputs["data_profile"][0].load()
+    assert profile.kind == "events" and profile.n_interactions == dataset.train.nnz
+    model = run.steps["model_trainer"].outputs["recommender"][0].load()
+    assert model.metadata["data_profile"]["kind"] == "events"
+    chosen = model.metadata["auto_values"]
+    assert chosen["observed_weighting"]["value"] == "log" == model.config["observed_weighting"]
+    assert model.config["epsilon"] == chosen["epsilon"]["value"]
+    assert chosen["epsilon"]["value"] == pytest.approx(profile.values["median"], rel=1e-2)
 
 
 def test_loader_options_read_the_events_section() -> None:

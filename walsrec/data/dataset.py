@@ -253,6 +253,9 @@ def build_dataset(
     item_codes, item_uniques = pd.factorize(frame["item_id"])
     ratings = frame["rating"].to_numpy(dtype=np.float32)
     stats: dict = {"split_method": split.method, "input_interactions": len(frame)}
+    if interactions.feedback == "events":
+        # The values are summed event weights: the data profile can't tell that from them.
+        stats["feedback_kind"] = "events"
 
     kept, rounds = k_core_mask(
         user_codes, item_codes, preprocess.min_user_interactions, preprocess.min_item_interactions
