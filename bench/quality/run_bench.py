@@ -34,6 +34,7 @@ from make_split import COLUMNS, split_frame  # noqa: E402
 from walsrec.baselines import PopularityModel  # noqa: E402
 from walsrec.data import SplitConfig, build_dataset, load_source  # noqa: E402
 from walsrec.metrics import evaluate  # noqa: E402
+from walsrec.profile import profile_dataset  # noqa: E402
 from walsrec.tuning import (  # noqa: E402
     TuningConfig,
     ValidationObjective,
@@ -64,28 +65,35 @@ def load_split(ratings: Path, workdir: Path):
     )
 
 
-def tune_ours(dataset, config_path: Path, n_trials: int, workdir: Path) -> tuple[dict, dict]:
-    """Tune with the pipeline's own core and config; returns (test metrics, best params)."""
+def tune_ours(
+    dataset, config_path: Path, n_trials: int, workdir: Path, study: str | None = None
+) -> tuple[dict, dict]:
+    """Tune with the pipeline's own core and config; returns (test metrics, best params).
+
+    As in the pipeline, the config's `auto` base values and relative ranges are fitted to the
+    profile of the tuning training part.
+    """
     parameters = yaml.safe_load(config_path.read_text())["parameters"]
     tuning = {**parameters["tuning"], "n_trials": n_trials, "timeout": None, "progress": False}
-    config = TuningConfig.from_dict(tuning)
+    blend, bayes = parameters.get("blend"), parameters.get("bayes")
+    config, wals, _ = TuningConfig.from_dict(tuning).fitted(
+        parameters["wals"], profile_dataset(dataset), blend, bayes
+    )
     storage = open_storage(f"sqlite:///{workdir / (config_path.stem + '.db')}")
-    name = f"bench-{config_path.stem}"
+    name = study or f"bench-{config_path.stem}"
     prepare_study(storage, name, config)
     objective = ValidationObjective(
         validation_folds(dataset.train, dataset.validation, config.validation_folds),
         config.search_space,
         config.objective,
-        parameters["wals"],
-        parameters.get("blend"),
-        parameters.get("bayes"),
+        wals,
+        blend,
+        bayes,
         report_every=config.report_every,
     )
     run_worker(storage, name, objective, config)
     best = best_trial_params(storage, name, config)
-    wals, blend, bayes = split_params(
-        best["best_params"], parameters["wals"], parameters.get("blend"), parameters.get("bayes")
-    )
+    wals, blend, bayes = split_params(best["best_params"], wals, blend, bayes)
     model, full = train_best_model(dataset, wals, blend, bayes)
     predict = model.predict if wals.mode == "explicit" else None
     return evaluate(model.score_users, full.train, full.test, 10, predict_fn=predict), best
