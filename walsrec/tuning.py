@@ -53,7 +53,7 @@ from walsrec.itemknn import ease_item_weights
 from walsrec.metrics import RANKING_METRICS, evaluate, rating_metrics
 from walsrec.model import RecommenderModel
 from walsrec.training import train_model
-from walsrec.wals import WALSConfig, WALSModel, single_threaded_blas, train_wals
+from walsrec.wals import WALSConfig, WALSModel, train_wals
 
 __all__ = [
     "STORAGE_ENV",
@@ -591,8 +591,7 @@ class ValidationObjective:
             held = fold.validation.tocoo()
             predicted = model.predict(held.row, held.col)
             return rating_metrics(predicted, held.data)[self.objective]
-        with single_threaded_blas():  # see its docstring: scoring runs between two solves
-            metrics = evaluate(score_fn or model.score_users, fold.train, fold.validation, k=self.k)
+        metrics = evaluate(score_fn or model.score_users, fold.train, fold.validation, k=self.k)
         return float(metrics[self.objective])
 
     def __call__(self, trial: Any) -> float:
