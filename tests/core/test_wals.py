@@ -596,3 +596,88 @@ def test_training_never_modifies_the_callers_matrix() -> None:
     train_wals(matrix, WALSConfig(n_factors=3, epochs=2))
     for array, original in zip((matrix.data, matrix.indices, matrix.indptr), before, strict=True):
         np.testing.assert_array_equal(array, original)
+
+
+def _light_solve_inputs(dtype: type, d: int, lengths: list[int], seed: int) -> dict:
+    """A half-step's op inputs: rows of the given lengths over 80 design rows, with biases-like
+    offsets, a zero and a large extra, and three distinct row regularizations."""
+    rng = np.random.default_rng(seed)
+    n_other = 80
+    design = rng.normal(size=(n_other, d))
+    offsets = rng.normal(size=n_other)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    indices = np.concatenate(
+        [rng.choice(n_other, n, replace=False) for n in lengths] + [np.zeros(0, int)]
+    ).astype(np.int32)
+    extra = rng.uniform(0.0, 5.0, size=indices.size)
+    extra[::7] = 0.0  # an entry with no extra confidence
+    extra[1::11] = 300.0  # a heavy play count
+    regs = np.array([0.5, 2.0, 30.0])[np.arange(len(lengths)) % 3]
+    return dict(
+        design=design.astype(dtype),
+        offsets=offsets.astype(dtype),
+        unobserved_gram=(0.7 * design.T @ design).astype(dtype),
+        unobserved_offset_term=(0.7 * design.T @ offsets).astype(dtype),
+        indptr=indptr,
+        indices=indices,
+        extra=extra.astype(dtype),
+        weighted_target=rng.uniform(0.0, 5.0, size=indices.size).astype(dtype),
+        row_regularization=regs.astype(dtype),
+        start=np.zeros((len(lengths), d), dtype),
+    )
+
+
+def _dense_row_solves(inputs: dict) -> np.ndarray:
+    """np.linalg.solve of every row's normal equations, in float64 (the op's documentation)."""
+    f64 = {key: np.asarray(value, np.float64) for key, value in inputs.items()}
+    indptr, indices = inputs["indptr"], inputs["indices"]
+    d = f64["design"].shape[1]
+    solutions = []
+    for row in range(indptr.size - 1):
+        entries = slice(indptr[row], indptr[row + 1])
+        q = f64["design"][indices[entries]]
+        extra = f64["extra"][entries]
+        lhs = f64["unobserved_gram"] + f64["row_regularization"][row] * np.eye(d)
+        lhs += q.T @ (extra[:, None] * q)
+        coefficients = f64["weighted_target"][entries] - extra * f64["offsets"][indices[entries]]
+        solutions.append(np.linalg.solve(lhs, q.T @ coefficients - f64["unobserved_offset_term"]))
+    return np.array(solutions)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_light_row_solve_equals_the_exact_solve(dtype: type) -> None:
+    # Rows of 0, 1, 2 and many entries; "always" sends every row through the Woodbury solve,
+    # "never" through the exact one, "auto" splits them at d / 4 = 4 entries.
+    d = 16
+    lengths = [0, 1, 2, 3, 4, 5, 40, 1, 0, 2, 60, 1]
+    inputs = _light_solve_inputs(dtype, d, lengths, seed=8)
+    expected = _dense_row_solves(inputs)
+    tolerance = dict(rtol=2e-4, atol=2e-5) if dtype is np.float32 else dict(rtol=1e-9, atol=1e-11)
+    solve = native.load().wals_solve_rows
+    for light_solve in ("always", "auto", "never"):
+        solution = solve(**inputs, solver="cholesky", light_solve=light_solve).numpy()
+        np.testing.assert_allclose(solution, expected, **tolerance, err_msg=light_solve)
+
+
+def test_light_row_solve_falls_back_to_the_exact_solve_on_a_negative_extra() -> None:
+    # Woodbury needs extra >= 0 (a square root); the op is also correct for other inputs.
+    inputs = _light_solve_inputs(np.float64, 8, [1, 2, 0], seed=9)
+    inputs["extra"][1] = -0.25
+    solution = native.load().wals_solve_rows(**inputs, solver="cholesky", light_solve="always")
+    np.testing.assert_allclose(solution.numpy(), _dense_row_solves(inputs), rtol=1e-9, atol=1e-11)
+
+
+def test_light_rows_with_count_scaled_regularization_train_like_the_graph_kernel() -> None:
+    # ALS-WR gives each row length its own regularization: one shared factorization per value.
+    # 40 factors put every row of up to 10 entries on the light path.
+    ratings, _ = random_ratings(70, 120, density=0.04, seed=10)
+    matrix = sp.csr_matrix(ratings, dtype=np.float32)
+    item_lengths = np.diff(matrix.tocsc().indptr)
+    assert item_lengths.max() <= 10 and (item_lengths <= 2).sum() > 20  # all items light
+    base = dict(n_factors=40, epochs=3, dtype="float64", regularization=0.5)
+    for scaling in ("none", "count"):
+        config = dict(base, regularization_scaling=scaling)
+        graph = train_wals(matrix, WALSConfig(kernel="graph", **config))
+        fused = train_wals(matrix, WALSConfig(kernel="fused", **config))
+        np.testing.assert_allclose(fused.user_factors, graph.user_factors, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(fused.item_factors, graph.item_factors, rtol=1e-6, atol=1e-8)

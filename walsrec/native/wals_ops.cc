@@ -17,6 +17,16 @@
 //   entries at a time so the four dot products' reductions overlap).
 // * "cholesky" forms the row's Gram matrix with Eigen's triangular matrix product (GEMM speed
 //   instead of a batched matmul of tiny matrices), then a Cholesky solve.
+// * "cholesky" on a light row (n entries with n << d, e.g. an item seen once or twice) skips
+//   the row's d x d factorization: the rows share M = G + reg I, factored once per call (per
+//   distinct reg) as L L^T, and the row's matrix is M + W E W^T with W = [q_j], E = diag(extra)
+//   (extra >= 0), so by Woodbury with V = L^-1 W E^1/2 (d x n)
+//
+//       x = L^-T (I - V (I_n + V^T V)^-1 V^T) L^-1 b,
+//
+//   O(n d^2 + n^2 d + n^3 + d^2) instead of O(n d^2 + d^3); I_n + V^T V has eigenvalues >= 1.
+//   The attr light_solve picks it: "auto" for rows with n <= LightMaxLength(d), "never", or
+//   "always" (every row: the tests compare both paths on the same rows).
 //
 // Rows are independent, so results do not depend on the number of threads. A Cholesky failure
 // (not positive definite) writes NaN, as TensorFlow's batched Cholesky does on CPU; the caller
@@ -48,6 +58,7 @@ REGISTER_OP("WalsSolveRows")
     .Attr("T: {float, double}")
     .Attr("solver: {'cg', 'cholesky'}")
     .Attr("cg_steps: int >= 1 = 3")
+    .Attr("light_solve: {'auto', 'never', 'always'} = 'auto'")
     .Input("design: T")                  // [n_other, d]
     .Input("offsets: T")                 // [n_other]
     .Input("unobserved_gram: T")         // [d, d]
@@ -156,10 +167,79 @@ struct Inputs {
   const T* start;  // null for cholesky
 };
 
+// Rows of "cholesky" with at most this many entries take the Woodbury solve under "auto". Per
+// row it costs about n d^2 + n^2 d + n^3 / 3 + 2 d^2 against n d^2 + d^3 / 3 for the exact
+// path; d / 4 keeps a margin for the exact path's better blocking (measured: d = 32..96).
+inline int64_t LightMaxLength(int64_t d) { return d / 4; }
+
+// Distinct row regularizations factored for light rows; rows with another one (only possible
+// with many distinct values, e.g. "count" scaling with a large LightMaxLength) take the exact
+// path. Each factorization costs d^3 / 3 once per call.
+constexpr size_t kMaxLightFactors = 64;
+
+// L (lower Cholesky factor of G + reg I) and L^-1 g, for each regularization in `values`.
+template <typename T>
+struct LightFactors {
+  using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+  using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  std::vector<T> values;  // sorted
+  std::vector<ColMatrix> lower;
+  std::vector<Vector> offset;  // L^-1 g
+  std::vector<bool> ok;        // the factorization succeeded
+
+  // Index into the vectors, or -1 when reg was not factored.
+  int Find(T reg) const {
+    auto it = std::lower_bound(values.begin(), values.end(), reg);
+    if (it == values.end() || *it != reg) return -1;
+    const int index = static_cast<int>(it - values.begin());
+    return ok[index] ? index : -1;
+  }
+};
+
 template <typename T>
 class RowSolver {
  public:
-  RowSolver(const Inputs<T>& in, int cg_steps) : in_(in), d_(in.d), cg_steps_(cg_steps) {}
+  RowSolver(const Inputs<T>& in, int cg_steps, const LightFactors<T>* light = nullptr)
+      : in_(in), d_(in.d), cg_steps_(cg_steps), light_(light) {}
+
+  // The Woodbury solve of a light row (see the file comment); false if this row cannot take
+  // it (its regularization was not factored, or an extra is negative): use SolveCholesky.
+  bool SolveLight(int64_t row, T* x) {
+    using ColMatrix = typename LightFactors<T>::ColMatrix;
+    using Vector = typename LightFactors<T>::Vector;
+    if (light_ == nullptr) return false;
+    const int factor = light_->Find(in_.regularization[row]);
+    if (factor < 0) return false;
+    const int64_t first = in_.indptr[row];
+    const int64_t length = in_.indptr[row + 1] - first;
+    const T* extra = in_.extra + first;
+    for (int64_t j = 0; j < length; ++j) {
+      if (!(extra[j] >= 0)) return false;
+    }
+    Gather(row);
+    const auto lower = light_->lower[factor].template triangularView<Eigen::Lower>();
+    Eigen::Map<Vector> solution(x, d_);
+    // y0 = L^-1 b = L^-1 (W c - g) = (L^-1 W) c - L^-1 g.
+    solution = -light_->offset[factor];
+    if (length > 0) {
+      // block_ is the row-major n x d [q_j]: as column-major it is W (d x n).
+      w_ = Eigen::Map<const ColMatrix>(block_.data(), d_, length);
+      lower.solveInPlace(w_);
+      Eigen::Map<const Vector> base(base_.data(), length);
+      solution.noalias() += w_ * base;
+      for (int64_t j = 0; j < length; ++j) w_.col(j) *= std::sqrt(extra[j]);  // V
+      small_.resize(length, length);
+      small_.setIdentity();
+      small_.template selfadjointView<Eigen::Lower>().rankUpdate(w_.transpose());
+      Eigen::LLT<ColMatrix, Eigen::Lower> cholesky(small_);
+      if (cholesky.info() != Eigen::Success) return false;
+      projection_.noalias() = w_.transpose() * solution;
+      cholesky.solveInPlace(projection_);
+      solution.noalias() -= w_ * projection_;
+    }
+    lower.transpose().solveInPlace(solution);
+    return true;
+  }
 
   // Gathers the row's q_j into block_ and its right-hand-side coefficients
   // c_j = wt_j - extra_j o_j into base_; returns the row's length.
@@ -241,9 +321,55 @@ class RowSolver {
   const Inputs<T>& in_;
   const int d_;
   const int cg_steps_;
+  const LightFactors<T>* light_;
   std::vector<T> block_, base_, negative_extra_, residual_, direction_, product_, scaled_;
   Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> lhs_;
+  typename LightFactors<T>::ColMatrix w_, small_;
+  typename LightFactors<T>::Vector projection_;
 };
+
+// Factors G + reg I for the regularizations of the rows that take the light solve, the most
+// common first, at most kMaxLightFactors of them (all of them for "always").
+template <typename T>
+LightFactors<T> FactorLightRows(const Inputs<T>& in, int64_t n_rows, int64_t max_length,
+                                bool always) {
+  using ColMatrix = typename LightFactors<T>::ColMatrix;
+  LightFactors<T> light;
+  std::vector<T> regs;
+  for (int64_t row = 0; row < n_rows; ++row) {
+    if (always || in.indptr[row + 1] - in.indptr[row] <= max_length) {
+      regs.push_back(in.regularization[row]);
+    }
+  }
+  if (regs.empty()) return light;
+  std::sort(regs.begin(), regs.end());
+  std::vector<std::pair<int64_t, T>> counts;  // (-count, value): most common first
+  for (size_t i = 0; i < regs.size();) {
+    size_t j = i;
+    while (j < regs.size() && regs[j] == regs[i]) ++j;
+    counts.emplace_back(-static_cast<int64_t>(j - i), regs[i]);
+    i = j;
+  }
+  if (!always && counts.size() > kMaxLightFactors) {
+    std::partial_sort(counts.begin(), counts.begin() + kMaxLightFactors, counts.end());
+    counts.resize(kMaxLightFactors);
+  }
+  for (const auto& count : counts) light.values.push_back(count.second);
+  std::sort(light.values.begin(), light.values.end());
+  const int d = in.d;
+  Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> gram(
+      in.gram, d, d);
+  Eigen::Map<const typename LightFactors<T>::Vector> offset_term(in.offset_term, d);
+  for (const T reg : light.values) {
+    ColMatrix matrix = gram;
+    matrix.diagonal().array() += reg;
+    Eigen::LLT<ColMatrix, Eigen::Lower> cholesky(matrix);
+    light.ok.push_back(cholesky.info() == Eigen::Success);
+    light.lower.push_back(cholesky.matrixL());
+    light.offset.push_back(cholesky.matrixL().solve(offset_term));
+  }
+  return light;
+}
 
 }  // namespace
 
@@ -255,6 +381,7 @@ class WalsSolveRowsOp : public OpKernel {
     OP_REQUIRES_OK(context, context->GetAttr("solver", &solver));
     cholesky_ = solver == "cholesky";
     OP_REQUIRES_OK(context, context->GetAttr("cg_steps", &cg_steps_));
+    OP_REQUIRES_OK(context, context->GetAttr("light_solve", &light_solve_));
   }
 
   void Compute(OpKernelContext* context) override {
@@ -317,22 +444,36 @@ class WalsSolveRowsOp : public OpKernel {
                   cholesky_ ? nullptr : start.flat<T>().data()};
     T* output = solution->flat<T>().data();
 
+    // Light rows (cholesky): Woodbury against a factorization of G + reg I shared by the rows.
+    const bool always = light_solve_ == "always";
+    int64_t light_max_length = -1;  // rows with at most this many entries take the light solve
+    if (cholesky_ && light_solve_ != "never") {
+      light_max_length = always ? std::numeric_limits<int64_t>::max() : LightMaxLength(d);
+    }
+    LightFactors<T> light;
+    if (light_max_length >= 0) {
+      light = FactorLightRows(inputs, n_rows, light_max_length, always);
+    }
+
     // Blocks of consecutive rows of about equal cost, several per thread for balance (row
     // lengths follow a power law): a row costs its entries times the passes over them, plus
-    // its dense d x d work.
+    // its dense d x d work (about 2 d^2 for a light row).
     auto* workers = context->device()->tensorflow_cpu_worker_threads()->workers;
     const int threads = std::max(1, workers->NumThreads());
     const double passes = cholesky_ ? static_cast<double>(d) : 2.0 * (cg_steps_ + 1);
     const double dense = cholesky_ ? d * d / 3.0 + d : static_cast<double>(cg_steps_ + 1) * d;
+    const auto row_cost = [&](int64_t row) {
+      const int64_t length = pointers[row + 1] - pointers[row];
+      const double light_dense = length <= light_max_length ? 2.0 + length : dense;
+      return length * passes * d + light_dense * d;
+    };
     double total = 0;
-    for (int64_t row = 0; row < n_rows; ++row) {
-      total += (pointers[row + 1] - pointers[row]) * passes * d + dense * d;
-    }
+    for (int64_t row = 0; row < n_rows; ++row) total += row_cost(row);
     const double target = total / (16.0 * threads);
     std::vector<int64_t> bounds{0};
     double cost = 0;
     for (int64_t row = 0; row < n_rows; ++row) {
-      cost += (pointers[row + 1] - pointers[row]) * passes * d + dense * d;
+      cost += row_cost(row);
       if (cost >= target && row + 1 < n_rows) {
         bounds.push_back(row + 1);
         cost = 0;
@@ -341,14 +482,19 @@ class WalsSolveRowsOp : public OpKernel {
     bounds.push_back(n_rows);
     const bool cholesky = cholesky_;
     const int cg_steps = cg_steps_;
+    const LightFactors<T>* factors = light.values.empty() ? nullptr : &light;
     workers->ParallelFor(
         static_cast<int64_t>(bounds.size()) - 1,
-        [&inputs, &bounds, output, d, cholesky, cg_steps](int64_t begin, int64_t end) {
-          RowSolver<T> solver(inputs, cg_steps);
+        [&inputs, &bounds, output, d, cholesky, cg_steps, factors, light_max_length,
+         pointers](int64_t begin, int64_t end) {
+          RowSolver<T> solver(inputs, cg_steps, factors);
           for (int64_t b = begin; b < end; ++b) {
             for (int64_t row = bounds[b]; row < bounds[b + 1]; ++row) {
               if (cholesky) {
-                solver.SolveCholesky(row, output + row * d);
+                const bool light_row = pointers[row + 1] - pointers[row] <= light_max_length;
+                if (!(light_row && solver.SolveLight(row, output + row * d))) {
+                  solver.SolveCholesky(row, output + row * d);
+                }
               } else {
                 solver.SolveCg(row, output + row * d);
               }
@@ -360,6 +506,7 @@ class WalsSolveRowsOp : public OpKernel {
  private:
   bool cholesky_ = false;
   int cg_steps_ = 3;
+  std::string light_solve_ = "auto";
 };
 
 #define REGISTER(T) \
