@@ -149,7 +149,7 @@ def test_extra_validation_folds_are_disjoint_and_same_size(dataset) -> None:
     assert (folds[1].validation - folds[2].validation).nnz > 0
 
 
-def test_blend_as_factors_scores_like_the_blend(dataset) -> None:
+def test_blended_model_scores_like_the_objectives_blend(dataset) -> None:
     model = train_model(dataset, WALSConfig(**FAST_WALS), validation_every_epoch=False)
     blend = BlendConfig(item_item_weight=0.4, item_item_l2=200.0)
     blended = blend_model(model, blend)
@@ -158,7 +158,8 @@ def test_blend_as_factors_scores_like_the_blend(dataset) -> None:
     users = np.arange(25)
     expected = blended_score_fn(model.score_users, model.seen, weights, blend)(users)
     np.testing.assert_allclose(blended.score_users(users), expected, rtol=1e-4, atol=1e-5)
-    assert blended.metadata["blend"]["wals_factors"] == 8
+    assert blended.metadata["blend"]["method_used"] == "ease"  # ML-100K: 1682 items fit
+    assert blended.n_factors == 8  # the WALS factors, the item-item part beside them
     assert blend_model(model, BlendConfig()) is model
     with pytest.raises(ConfigError, match="max_items"):
         ease_item_weights(model.seen, 10.0, max_items=100)
