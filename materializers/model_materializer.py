@@ -1,4 +1,5 @@
-"""The trained recommender as plain files: factors `.npy`, vocabularies and metadata JSON."""
+"""The trained recommender as plain files: factors and item-item CSR `.npy`, vocabularies and
+metadata JSON."""
 
 from __future__ import annotations
 
@@ -39,4 +40,6 @@ class RecommenderModelMaterializer(BaseMaterializer):
             "n_users": data.n_users,
             "n_items": data.n_items,
             "n_factors": data.n_factors,
+            "blend_weight": float(data.blend_weight),
+            "item_item_nnz": 0 if data.item_item is None else int(data.item_item.nnz),
         }

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from serving.fold_in import FoldIn
-from walsrec.model import RecommenderModel
+from walsrec.model import RecommenderModel, blend_scores
 from walsrec.topk import PAD_ITEM, top_k
 
 __all__ = ["OnlineRecommender", "RequestError"]
@@ -57,9 +58,12 @@ class OnlineRecommender:
         self.popularity_order = np.argsort(-popularity, kind="stable")
         norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
         self.unit_item_factors = self.item_factors / np.maximum(norms, 1e-12)
+        # WALS's part only: a blended model's factors are WALS's, its item-item part is added
+        # from the given items by `_blend`, as for a known user from their training items.
         self.fold_in = FoldIn(
             model.config, model.item_factors, model.item_bias, model.global_mean, popularity
         )
+        self.seen_rows = model.seen_rows() if model.blended else None
 
     @property
     def n_items(self) -> int:
@@ -88,6 +92,8 @@ class OnlineRecommender:
         scores += self.item_offset
         if self.model.user_bias is not None:
             scores += self.model.user_bias[position]
+        if self.seen_rows is not None:
+            scores = self._blend(scores, self.seen_rows[position])
         if exclude_seen:
             start, stop = self.seen_indptr[position], self.seen_indptr[position + 1]
             scores[self.seen_indices[start:stop]] = -np.inf
@@ -127,6 +133,15 @@ class OnlineRecommender:
             raise RequestError("ratings", "must be >= 0 (ratings or counts)")
         factors, bias = self.fold_in.solve(indices, values)
         scores = self.item_factors @ factors + self.item_offset + np.float32(bias)
+        if self.seen_rows is not None:
+            given = indices if values is None else indices[values > 0]
+            row = sp.csr_matrix(
+                (np.ones(given.size, np.float32), (np.zeros(given.size, np.int64), given)),
+                shape=(1, self.n_items),
+            )
+            row.sum_duplicates()
+            row.data[:] = 1.0  # an item set, as the training rows are
+            scores = self._blend(scores, row)
         if exclude_given:
             scores[indices] = -np.inf
         items, item_scores = top_k(scores[np.newaxis, :], k, allowed=candidates)
@@ -151,6 +166,9 @@ class OnlineRecommender:
         user = self.user_position.get(user_id)
         if user is None:
             values = self.popularity[known]
+        elif self.seen_rows is not None:
+            # The model's own pair formula, item-item part included.
+            values = self.model.predict(np.full(known.size, user, dtype=np.int64), known)
         else:
             values = self.item_factors[known] @ self.user_factors[user] + self.item_offset[known]
             if self.model.user_bias is not None:
@@ -181,6 +199,13 @@ class OnlineRecommender:
         }
 
     # ------------------------------------------------------------------ helpers
+
+    def _blend(self, wals_scores: np.ndarray, row: sp.csr_matrix) -> np.ndarray:
+        """One user's blended scores from their WALS scores and item set (`blend_scores`)."""
+        blended = blend_scores(
+            wals_scores[np.newaxis, :], row, self.model.item_item, self.model.blend_weight
+        )
+        return blended[0]
 
     def check_k(self, k: int) -> None:
         """k must lie in [1, number of items]."""

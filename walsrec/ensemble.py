@@ -1,24 +1,21 @@
-"""Blending WALS with the EASE item-item model, as one factor model.
+"""Blending WALS with an item-item model.
 
 The blended score of user u and item i is
 
-    (1 - w) * wals(u, i) + w * sum_{j in I_u} B[j, i]
+    (1 - w) * wals(u, i) + w * sum_{j in I_u} S[j, i]
 
-with w = `item_item_weight`, I_u the user's training items and B the EASE weights
-(walsrec.itemknn). The second term is a dot product too: the user's binary training row with
-column i of B. So the blend is written as a factor model with concatenated factors,
-
-    user = [(1 - w) x_u, w r_u],   item = [y_i, B[:, i]],
-
-(biases scaled by 1 - w), and a `RecommenderModel` holding them scores, ranks, serves and
-saves exactly like a plain WALS model: no new file format, and the registered artifact is
-exactly what produced the evaluated recommendations. The price is n_items extra factors, which
-is why the item-item part is for catalogues of a few thousand items.
+with w = `item_item_weight`, I_u the user's training items and S a sparse item-item matrix
+(walsrec.itemknn): dense EASE on catalogues up to `max_items`, each item's `neighbors` nearest
+items above (`method: auto`). The model keeps the WALS factors as they are and S beside them
+(`RecommenderModel.item_item`, `blend_weight`); `walsrec.model.blend_scores` is the formula,
+used by evaluation, batch inference and serving alike, so the registered artifact is exactly
+what produced the evaluated recommendations, and a new user is folded into the WALS part only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,25 +24,47 @@ import numpy as np
 import scipy.sparse as sp
 
 from walsrec.errors import ConfigError, reject_unknown_keys
-from walsrec.itemknn import ease_item_weights
-from walsrec.model import RecommenderModel
+from walsrec.itemknn import ease_item_weights, knn_item_weights
+from walsrec.model import RecommenderModel, binary_rows, blend_scores
 
-__all__ = ["BlendConfig", "blend_model", "blended_score_fn", "binary_rows"]
+__all__ = [
+    "BLEND_METHODS",
+    "BlendConfig",
+    "binary_rows",
+    "blend_model",
+    "blended_score_fn",
+    "item_item_matrix",
+    "resolve_method",
+]
+
+logger = logging.getLogger(__name__)
+
+BLEND_METHODS = ("auto", "ease", "knn")
+# The keys each item-item method reads; the tuning objective drops the others from its search.
+METHOD_KEYS = {"ease": ("item_item_l2",), "knn": ("neighbors", "shrinkage")}
 
 
 @dataclass
 class BlendConfig:
-    """How much of the item-item model goes into the scores.
+    """How much of which item-item model goes into the scores.
 
     Attributes:
         item_item_weight: w in [0, 1): the item-item share of the score; 0 is WALS alone.
+        method: "auto" (EASE up to `max_items` items, kNN above), "ease" (left out above
+            `max_items`) or "knn".
         item_item_l2: the EASE ridge penalty (> 0).
-        max_items: largest catalogue the item-item model is built for (dense n_items^2).
+        neighbors: kNN: the neighbours kept per item (memory: n_items * neighbors entries).
+        shrinkage: kNN: added to the cosine's denominator (>= 0).
+        max_items: the largest catalogue dense EASE is built for (n_items^2 floats, and an
+            n_items^3 inverse per fit).
     """
 
     item_item_weight: float = 0.0
     item_item_l2: float = 500.0
-    max_items: int = 5000
+    method: str = "auto"
+    neighbors: int = 100
+    shrinkage: float = 10.0
+    max_items: int = 3000
 
     def __post_init__(self) -> None:
         weight = self.item_item_weight
@@ -54,9 +73,20 @@ class BlendConfig:
         l2 = self.item_item_l2
         if isinstance(l2, bool) or not isinstance(l2, int | float) or not l2 > 0:
             raise ConfigError(f"blend.item_item_l2 must be a number > 0, got {l2!r}")
+        if self.method not in BLEND_METHODS:
+            raise ConfigError(
+                f"blend.method must be one of {', '.join(BLEND_METHODS)}, got {self.method!r}"
+            )
+        for key, minimum in (("neighbors", 1), ("max_items", 0)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"blend.{key} must be an integer >= {minimum}, got {value!r}")
+        shrinkage = self.shrinkage
+        if isinstance(shrinkage, bool) or not isinstance(shrinkage, int | float) or shrinkage < 0:
+            raise ConfigError(f"blend.shrinkage must be a number >= 0, got {shrinkage!r}")
         self.item_item_weight = float(weight)
         self.item_item_l2 = float(l2)
-        self.max_items = int(self.max_items)
+        self.shrinkage = float(shrinkage)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> BlendConfig:
@@ -75,58 +105,75 @@ class BlendConfig:
         return self.item_item_weight > 0
 
 
-def binary_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
-    """float32 CSR with 1 for every stored non-zero entry: the users' item sets."""
-    binary = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
-    binary.eliminate_zeros()
-    binary.data[:] = 1.0
-    return binary
+def resolve_method(config: BlendConfig, n_items: int) -> tuple[str | None, str]:
+    """The item-item method used for a catalogue of `n_items`, or None and why not.
+
+    Returns:
+        ("ease" | "knn", "") or (None, the reason the item-item part is left out).
+    """
+    if config.method == "knn" or (config.method == "auto" and n_items > config.max_items):
+        return "knn", ""
+    if n_items <= config.max_items:
+        return "ease", ""
+    return None, (
+        f"blend.method ease needs a dense {n_items} x {n_items} matrix, more than "
+        f"blend.max_items={config.max_items}: the item-item part is left out (blend.method "
+        "auto or knn builds a sparse one)"
+    )
+
+
+def item_item_matrix(train: sp.spmatrix, config: BlendConfig) -> sp.csr_matrix | None:
+    """The item-item matrix S of the blend fitted on `train`, or None when it is left out.
+
+    Raises:
+        ConfigError: an invalid config value.
+    """
+    method, reason = resolve_method(config, train.shape[1])
+    if method is None:
+        logger.warning("%s", reason)
+        return None
+    if method == "ease":
+        weights = ease_item_weights(train, config.item_item_l2, max_items=config.max_items)
+        return sp.csr_matrix(weights)
+    return knn_item_weights(train, config.neighbors, config.shrinkage)
 
 
 def blended_score_fn(
     wals_scores: Callable[[np.ndarray], np.ndarray],
     train: sp.spmatrix,
-    item_weights: np.ndarray | None,
+    item_item: sp.spmatrix | None,
     config: BlendConfig,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """score_fn(users) -> [len(users), n_items] of the blend (WALS alone when disabled)."""
-    if not config.enabled or item_weights is None:
+    if not config.enabled or item_item is None:
         return wals_scores
     rows = binary_rows(train)
-    weight = np.float32(config.item_item_weight)
+    item_item = sp.csr_matrix(item_item, dtype=np.float32)
 
     def score(users: np.ndarray) -> np.ndarray:
-        item_item = np.asarray(rows[users] @ item_weights)
-        return (1 - weight) * wals_scores(users) + weight * item_item
+        return blend_scores(wals_scores(users), rows[users], item_item, config.item_item_weight)
 
     return score
 
 
 def blend_model(model: RecommenderModel, config: BlendConfig) -> RecommenderModel:
-    """The model with the item-item part folded into its factors (unchanged when disabled).
+    """The model with the item-item part beside its factors (unchanged when disabled or left out).
 
-    The item-item weights are fitted on `model.seen` (the training interactions). The result's
-    metadata["blend"] records the config and how many leading factors are WALS's.
+    The item-item matrix is fitted on `model.seen` (the training interactions). The result's
+    metadata["blend"] records the config, the method used and the matrix's stored entries.
     """
     if not config.enabled:
         return model
-    weights = ease_item_weights(model.seen, config.item_item_l2, max_items=config.max_items)
-    keep = np.float32(1 - config.item_item_weight)
-    rows = binary_rows(model.seen).toarray()
-    user_factors = np.hstack([keep * model.user_factors, config.item_item_weight * rows])
-    item_factors = np.hstack([model.item_factors, weights.T])
-
-    def scaled(bias: np.ndarray | None) -> np.ndarray | None:
-        return None if bias is None else (keep * bias).astype(np.float32)
-
+    item_item = item_item_matrix(model.seen, config)
+    if item_item is None:
+        return model
+    method, _ = resolve_method(config, model.n_items)
     metadata = dict(model.metadata)
-    metadata["blend"] = {**config.to_dict(), "wals_factors": model.n_factors, "method": "ease"}
+    metadata["blend"] = {
+        **config.to_dict(),
+        "method_used": method,
+        "item_item_nnz": int(item_item.nnz),
+    }
     return dataclasses.replace(
-        model,
-        user_factors=np.ascontiguousarray(user_factors, dtype=np.float32),
-        item_factors=np.ascontiguousarray(item_factors, dtype=np.float32),
-        user_bias=scaled(model.user_bias),
-        item_bias=scaled(model.item_bias),
-        global_mean=float(keep * model.global_mean),
-        metadata=metadata,
+        model, item_item=item_item, blend_weight=config.item_item_weight, metadata=metadata
     )

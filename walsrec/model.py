@@ -1,6 +1,7 @@
 """The trained recommender as one object, and its plain-file format.
 
-A `RecommenderModel` bundles what serving and batch inference need: the WALS factors, the id
+A `RecommenderModel` bundles what serving and batch inference need: the WALS factors, an
+optional sparse item-item matrix blended into the scores (walsrec.ensemble), the id
 vocabularies, the interactions each user has already seen (so they can be excluded), item
 popularity (the fallback for unknown users), item titles and the training metadata.
 
@@ -14,7 +15,17 @@ whoever can write the artifact store):
     item_bias.npy          float32 [n_items]   (only with biases)
     item_popularity.npy    float64 [n_items]   interactions per item in training
     seen_indptr.npy, seen_indices.npy, seen_data.npy   CSR of the training interactions
+    item_item_indptr.npy, item_item_indices.npy, item_item_data.npy
+                           CSR float32 [n_items, n_items] (only for a blended model; version 2)
     user_ids.json, item_ids.json, item_titles.json
+
+Format version 2 added the item-item files and `blend_weight` in metadata.json; version 1
+folders (no item-item part) still load. A blended model scores
+
+    (1 - blend_weight) * (x_u . y_i + biases) + blend_weight * sum_{j in I_u} S[j, i]
+
+with I_u the user's training items (`seen`): `blend_scores` is that formula, used by
+`RecommenderModel.score_users`, `predict`, and the service (for known and folded-in users).
 """
 
 from __future__ import annotations
@@ -29,7 +40,8 @@ import scipy.sparse as sp
 
 from walsrec.errors import DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FORMAT_NAME = "walsrec-model"
 
 
@@ -58,6 +70,38 @@ def predict_pairs(model: Any, users: np.ndarray, items: np.ndarray) -> np.ndarra
     return (predictions + np.float32(model.global_mean)).astype(np.float32, copy=False)
 
 
+def binary_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
+    """float32 CSR with 1 for every stored non-zero entry: the users' item sets."""
+    binary = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    binary.eliminate_zeros()
+    binary.sum_duplicates()
+    binary.data[:] = 1.0
+    return binary
+
+
+def blend_scores(
+    wals_scores: np.ndarray, rows: sp.spmatrix, item_item: sp.spmatrix | None, weight: float
+) -> np.ndarray:
+    """The blend's formula: (1 - weight) * wals_scores + weight * (rows @ item_item).
+
+    Args:
+        wals_scores: float32 [n_rows, n_items], the WALS scores (biases included).
+        rows: binary [n_rows, n_items], each row's item set (training items, or a new user's
+            given items).
+        item_item: CSR [n_items, n_items], or None: the WALS scores are returned unchanged (the
+            same array), so an unblended model scores exactly as before blending existed.
+        weight: the item-item share in [0, 1).
+
+    Returns:
+        float32 [n_rows, n_items].
+    """
+    if item_item is None:
+        return wals_scores
+    neighbourhood = (rows @ item_item).toarray()
+    keep = np.float32(1.0 - weight)
+    return (keep * wals_scores + np.float32(weight) * neighbourhood).astype(np.float32, copy=False)
+
+
 @dataclass
 class RecommenderModel:
     """A trained WALS recommender with its vocabularies.
@@ -75,6 +119,9 @@ class RecommenderModel:
         item_titles: original item id -> title, where the data had metadata.
         config: the WALS configuration it was trained with.
         metadata: free JSON-able metadata: history, metrics, trained_at, dataset stats.
+        item_item: float32 CSR [n_items, n_items] blended into the scores, or None (WALS
+            alone).
+        blend_weight: the item-item share w in [0, 1) of the scores (0 without item_item).
     """
 
     user_factors: np.ndarray
@@ -89,6 +136,37 @@ class RecommenderModel:
     item_titles: dict[str, str] = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
+    item_item: sp.csr_matrix | None = None
+    blend_weight: float = 0.0
+    # Derived from `seen` and `item_item` on first use: treat a model as immutable.
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.item_item is None:
+            if self.blend_weight:
+                raise DataError("blend_weight > 0 needs an item_item matrix")
+            return
+        if not 0 <= self.blend_weight < 1:
+            raise DataError(f"blend_weight must be in [0, 1), got {self.blend_weight!r}")
+        n_items = self.item_factors.shape[0]
+        if self.item_item.shape != (n_items, n_items):
+            raise DataError(
+                f"item_item is {self.item_item.shape[0]} x {self.item_item.shape[1]}, the model "
+                f"has {n_items} items"
+            )
+        self.item_item = sp.csr_matrix(self.item_item, dtype=np.float32)
+        self.blend_weight = float(self.blend_weight)
+
+    @property
+    def blended(self) -> bool:
+        """Whether an item-item part is in the scores."""
+        return self.item_item is not None
+
+    def seen_rows(self) -> sp.csr_matrix:
+        """Binary CSR of the training interactions: the item sets the item-item part reads."""
+        if "seen_rows" not in self._cache:
+            self._cache["seen_rows"] = binary_rows(self.seen)
+        return self._cache["seen_rows"]
 
     @property
     def n_users(self) -> int:
@@ -111,14 +189,30 @@ class RecommenderModel:
         return {str(item): index for index, item in enumerate(self.item_ids)}
 
     def score_users(self, users: np.ndarray) -> np.ndarray:
-        """Dense scores [len(users), n_items] for ranking: x_u . y_i (+ biases)."""
-        return score_rows(self, np.asarray(users, dtype=np.int64))
+        """Dense scores [len(users), n_items] for ranking: x_u . y_i (+ biases), blended with
+        the item-item part (`blend_scores`) when the model has one."""
+        users = np.asarray(users, dtype=np.int64)
+        wals = score_rows(self, users)
+        if self.item_item is None:
+            return wals
+        return blend_scores(wals, self.seen_rows()[users], self.item_item, self.blend_weight)
 
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Predictions for (user, item) index pairs: global mean + biases + x_u . y_i."""
-        return predict_pairs(
-            self, np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64)
-        )
+        """Predictions for (user, item) index pairs: global mean + biases + x_u . y_i, blended
+        like `score_users` when the model has an item-item part."""
+        users = np.asarray(users, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        wals = predict_pairs(self, users, items)
+        if self.item_item is None:
+            return wals
+        if "item_item_by_target" not in self._cache:
+            self._cache["item_item_by_target"] = self.item_item.T.tocsr()
+        # sum_{j in I_u} S[j, i]: the user's item set against column i of S, pair by pair.
+        columns = self._cache["item_item_by_target"][items]
+        neighbourhood = np.asarray(self.seen_rows()[users].multiply(columns).sum(axis=1))
+        keep = np.float32(1.0 - self.blend_weight)
+        blended = keep * wals + np.float32(self.blend_weight) * neighbourhood.ravel()
+        return blended.astype(np.float32, copy=False)
 
     def save(self, directory: str | Path) -> None:
         """Write the model as plain files into `directory` (created if needed)."""
@@ -136,6 +230,10 @@ class RecommenderModel:
             arrays["user_bias"] = np.asarray(self.user_bias, dtype=np.float32)
         if self.item_bias is not None:
             arrays["item_bias"] = np.asarray(self.item_bias, dtype=np.float32)
+        if self.item_item is not None:
+            arrays["item_item_indptr"] = self.item_item.indptr.astype(np.int64)
+            arrays["item_item_indices"] = self.item_item.indices.astype(np.int32)
+            arrays["item_item_data"] = self.item_item.data.astype(np.float32)
         for name, array in arrays.items():
             np.save(directory / f"{name}.npy", array, allow_pickle=False)
         _write_json(directory / "user_ids.json", [str(u) for u in self.user_ids])
@@ -151,6 +249,8 @@ class RecommenderModel:
                 "n_factors": self.n_factors,
                 "global_mean": float(self.global_mean),
                 "has_biases": self.user_bias is not None,
+                "has_item_item": self.item_item is not None,
+                "blend_weight": float(self.blend_weight),
                 "config": self.config,
                 "metadata": self.metadata,
             },
@@ -166,10 +266,11 @@ class RecommenderModel:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT_NAME:
             raise DataError(f"{meta_path}: not a walsrec model (format {meta.get('format')!r})")
-        if meta.get("format_version") != FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_VERSIONS:
             raise DataError(
                 f"{meta_path}: model format version {meta.get('format_version')} is not "
-                f"supported by this walsrec (reads version {FORMAT_VERSION}); retrain the model"
+                f"supported by this walsrec (reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}); retrain the model"
             )
 
         def array(name: str) -> np.ndarray:
@@ -185,6 +286,16 @@ class RecommenderModel:
             (array("seen_data"), array("seen_indices"), array("seen_indptr")),
             shape=(len(user_ids), len(item_ids)),
         )
+        item_item = None
+        if meta.get("has_item_item"):
+            item_item = sp.csr_matrix(
+                (
+                    array("item_item_data"),
+                    array("item_item_indices"),
+                    array("item_item_indptr"),
+                ),
+                shape=(len(item_ids), len(item_ids)),
+            )
         model = cls(
             user_factors=array("user_factors"),
             item_factors=array("item_factors"),
@@ -198,6 +309,8 @@ class RecommenderModel:
             item_titles=_read_json(directory / "item_titles.json"),
             config=meta.get("config", {}),
             metadata=meta.get("metadata", {}),
+            item_item=item_item,
+            blend_weight=float(meta.get("blend_weight", 0.0)),
         )
         if model.user_factors.shape != (meta["n_users"], meta["n_factors"]) or (
             model.item_factors.shape != (meta["n_items"], meta["n_factors"])

@@ -47,9 +47,15 @@ import scipy.sparse as sp
 from walsrec.bayes import BayesConfig, PairAverage, gibbs_samples
 from walsrec.data import Dataset
 from walsrec.data.splits import random_holdout
-from walsrec.ensemble import BlendConfig, blend_model, blended_score_fn
+from walsrec.ensemble import (
+    METHOD_KEYS,
+    BlendConfig,
+    blend_model,
+    blended_score_fn,
+    item_item_matrix,
+    resolve_method,
+)
 from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys
-from walsrec.itemknn import ease_item_weights
 from walsrec.metrics import RANKING_METRICS, evaluate, rating_metrics
 from walsrec.model import RecommenderModel
 from walsrec.profile import FEEDBACK_KINDS, DataProfile, resolve_auto
@@ -671,6 +677,39 @@ class ValidationObjective:
                 f"bayes.posterior_samples > 0 averages rating predictions: tune it on "
                 f"tuning.objective rmse or mae, not {objective}"
             )
+        self.item_item_method = self._adapt_to_catalogue()
+        # The last item-item matrix of each fold and the blend values it was built with: it
+        # depends on the fold and the blend's method keys only, not on WALS's parameters.
+        self._item_item: dict[int, tuple[tuple, Any]] = {}
+
+    def _adapt_to_catalogue(self) -> str | None:
+        """Resolve the item-item method for the folds' catalogue; drop keys that can't apply.
+
+        When the item-item part is left out (`blend.method: ease` on a catalogue above
+        `blend.max_items`), every blend key leaves the search space and trials run WALS
+        alone, with the reason logged once here; otherwise the keys of the other method go
+        (EASE's l2 under kNN, kNN's neighbours and shrinkage under EASE).
+        """
+        tuned = {parameter.name for parameter in self.search_space.parameters}
+        fixed_blend = {k: v for k, v in self.search_space.fixed.items() if k in BLEND_KEYS}
+        base = BlendConfig.from_dict({**self.base_blend, **fixed_blend})
+        if "method" in tuned:
+            return base.method  # chosen per trial: nothing to drop up front
+        method, reason = resolve_method(base, self.folds[0].train.shape[1])
+        if method is None:
+            dropped = set(BLEND_KEYS)
+        else:
+            others = (keys for other, keys in METHOD_KEYS.items() if other != method)
+            dropped = {key for keys in others for key in keys}
+        dropped &= tuned
+        if method is None and (dropped or base.enabled):
+            logger.warning("%s; trials tune WALS alone (dropped: %s)", reason, sorted(dropped))
+        elif dropped:
+            logger.info("blend.method %s: not tuning %s", method, ", ".join(sorted(dropped)))
+        if dropped:
+            kept = tuple(p for p in self.search_space.parameters if p.name not in dropped)
+            self.search_space = SearchSpace(kept, self.search_space.fixed)
+        return method
 
     def configs(self, params: Mapping[str, Any]) -> tuple[WALSConfig, BlendConfig, BayesConfig]:
         """The WALS, blend and bayes configs of one trial's parameters over the base values.
@@ -680,7 +719,9 @@ class ValidationObjective:
                 a rating model.
         """
         wals, blend, bayes = split_params(params, self.base_wals, self.base_blend, self.base_bayes)
-        if self.k is None:  # rating prediction: the item-item scores are not ratings
+        if self.k is None or self.item_item_method is None:
+            # Rating prediction (the item-item scores are not ratings), or no item-item model
+            # for this catalogue (its reason was logged once, when the objective was built).
             blend = dataclasses.replace(blend, item_item_weight=0.0)
         return wals, blend, bayes
 
@@ -712,16 +753,16 @@ class ValidationObjective:
         wals_config: WALSConfig,
         blend: BlendConfig,
     ) -> float:
-        """Train on one fold; the first fold reports to the pruner (every `report_every` epochs)."""
-        item_weights = None
-        if blend.enabled:
-            item_weights = ease_item_weights(
-                fold.train, blend.item_item_l2, max_items=blend.max_items
-            )
+        """Train on one fold; the first fold reports to the pruner (every `report_every` epochs).
+
+        The blend is scored with the same formula as the final model (`blend_scores`); its
+        item-item matrix is built once per fold and blend values, before WALS trains.
+        """
+        item_item = self._fold_item_item(index, fold, blend) if blend.enabled else None
         curve: list[float] = []
 
         def on_epoch(epoch: int, model: WALSModel) -> bool:
-            score_fn = blended_score_fn(model.score_users, fold.train, item_weights, blend)
+            score_fn = blended_score_fn(model.score_users, fold.train, item_item, blend)
             curve.append(self.score(model, fold, score_fn))
             if index == 0:
                 self._report(trial, curve[-1], epoch)
@@ -729,6 +770,16 @@ class ValidationObjective:
 
         train_wals(fold.train, wals_config, callback=on_epoch, log=_TRIAL_LOG)
         return curve[-1]
+
+    def _fold_item_item(self, index: int, fold: ValidationFold, blend: BlendConfig) -> Any:
+        """The fold's item-item matrix for these blend values (the last one is kept per fold)."""
+        method, _ = resolve_method(blend, fold.train.shape[1])
+        key = (method, *(getattr(blend, name) for name in METHOD_KEYS.get(method, ())))
+        cached = self._item_item.get(index)
+        if cached is None or cached[0] != key:
+            cached = (key, item_item_matrix(fold.train, blend))
+            self._item_item[index] = cached
+        return cached[1]
 
     def _posterior_value(
         self,

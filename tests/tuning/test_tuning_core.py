@@ -149,7 +149,7 @@ def test_extra_validation_folds_are_disjoint_and_same_size(dataset) -> None:
     assert (folds[1].validation - folds[2].validation).nnz > 0
 
 
-def test_blend_as_factors_scores_like_the_blend(dataset) -> None:
+def test_blended_model_scores_like_the_objectives_blend(dataset) -> None:
     model = train_model(dataset, WALSConfig(**FAST_WALS), validation_every_epoch=False)
     blend = BlendConfig(item_item_weight=0.4, item_item_l2=200.0)
     blended = blend_model(model, blend)
@@ -158,7 +158,8 @@ def test_blend_as_factors_scores_like_the_blend(dataset) -> None:
     users = np.arange(25)
     expected = blended_score_fn(model.score_users, model.seen, weights, blend)(users)
     np.testing.assert_allclose(blended.score_users(users), expected, rtol=1e-4, atol=1e-5)
-    assert blended.metadata["blend"]["wals_factors"] == 8
+    assert blended.metadata["blend"]["method_used"] == "ease"  # ML-100K: 1682 items fit
+    assert blended.n_factors == 8  # the WALS factors, the item-item part beside them
     assert blend_model(model, BlendConfig()) is model
     with pytest.raises(ConfigError, match="max_items"):
         ease_item_weights(model.seen, 10.0, max_items=100)
@@ -266,3 +267,69 @@ def test_training_with_posterior_averaging_records_the_validation_curve(dataset)
     held = dataset.validation.tocoo()
     final = rating_metrics(model.predict(held.row, held.col), held.data)["rmse"]
     assert final == pytest.approx(curve[-1], abs=1e-5)
+
+
+def _synthetic_fold(n_users: int, n_items: int, n_interactions: int) -> ValidationFold:
+    """A train / validation fold of synthetic data: 20% of the interactions held out."""
+    from walsrec.synthetic import generate_interactions
+
+    coo = generate_interactions(n_users, n_items, n_interactions, feedback="binary", seed=5)
+    coo = coo.to_csr().tocoo()
+    held = np.random.default_rng(0).random(coo.nnz) < 0.2
+    parts = [
+        sp.csr_matrix((coo.data[m], (coo.row[m], coo.col[m])), shape=coo.shape)
+        for m in (~held, held)
+    ]
+    return ValidationFold(*parts)
+
+
+BLEND_SPACE = {
+    "n_factors": 8,
+    "epochs": 2,
+    "item_item_weight": {"type": "float", "low": 0.1, "high": 0.6},
+    "item_item_l2": {"type": "float", "low": 100.0, "high": 1000.0, "log": True},
+    "neighbors": {"type": "int", "low": 20, "high": 60},
+}
+
+
+def test_tuning_a_catalogue_above_5000_items_runs_blend_trials(caplog) -> None:
+    fold = _synthetic_fold(1500, 8000, 40_000)
+    objective = ValidationObjective([fold], SearchSpace.from_dict(BLEND_SPACE), "ndcg@10")
+    # auto on 8,000 items: the sparse kNN, so EASE's l2 is not searched.
+    assert objective.item_item_method == "knn"
+    assert {p.name for p in objective.search_space.parameters} == {
+        "item_item_weight",
+        "neighbors",
+    }
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(3))
+    study.optimize(objective, n_trials=3)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert all(
+        t.params["item_item_weight"] >= 0.1 and "neighbors" in t.params for t in study.trials
+    )
+    assert all(0 < t.value < 1 for t in study.trials)
+
+    # EASE alone can't fit 8,000 items under max_items: the blend leaves the search with one
+    # logged reason, and the trials tune WALS alone instead of failing.
+    with caplog.at_level(logging.WARNING, logger="walsrec.tuning"):
+        ease_only = ValidationObjective(
+            [fold], SearchSpace.from_dict(BLEND_SPACE), "ndcg@10", {}, {"method": "ease"}
+        )
+        study = optuna.create_study(direction="maximize")
+        study.optimize(ease_only, n_trials=2)
+    reasons = [r for r in caplog.records if "left out" in r.getMessage()]
+    assert len(reasons) == 1 and "blend.max_items=3000" in reasons[0].getMessage()
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+    assert all(not set(t.params) & {"item_item_weight", "neighbors"} for t in study.trials)
+
+
+def test_best_model_carries_the_sparse_item_item_part(dataset) -> None:
+    wals, blend, _ = split_params(
+        {"item_item_weight": 0.3, "neighbors": 50}, FAST_WALS, {"method": "knn"}
+    )
+    model, full = train_best_model(dataset, wals, blend)
+    assert model.blended and model.blend_weight == pytest.approx(0.3)
+    assert model.item_item.nnz <= model.n_items * 50
+    assert model.metadata["blend"]["method_used"] == "knn"
+    metrics = evaluate_model(model, full)["wals"]
+    assert metrics["ndcg@10"] > evaluate_model(model, full)["popularity"]["ndcg@10"]
