@@ -657,6 +657,7 @@ class ValidationObjective:
         base_blend: Mapping[str, Any] | None = None,
         base_bayes: Mapping[str, Any] | None = None,
         report_every: int = 1,
+        report_from: int = 1,
     ) -> None:
         if not folds or not all(isinstance(fold, ValidationFold) for fold in folds):
             raise DataError("the tuning objective needs at least one ValidationFold")
@@ -668,6 +669,9 @@ class ValidationObjective:
         self.base_blend = dict(base_blend or {})
         self.base_bayes = dict(base_bayes or {})
         self.report_every = int(report_every)
+        # Epochs before the pruner's warm-up can't stop a trial: scoring them (all users x
+        # all items) would be wasted; the last epoch is always scored.
+        self.report_from = max(int(report_from), 1)
         fixed_samples = search_space.fixed.get(
             "posterior_samples", self.base_bayes.get("posterior_samples")
         )
@@ -762,6 +766,10 @@ class ValidationObjective:
         curve: list[float] = []
 
         def on_epoch(epoch: int, model: WALSModel) -> bool:
+            # Only the first fold reports to the pruner; the others need their last epoch only.
+            reporting = index == 0 and epoch >= self.report_from
+            if not reporting and epoch != wals_config.epochs:
+                return False
             score_fn = blended_score_fn(model.score_users, fold.train, item_item, blend)
             curve.append(self.score(model, fold, score_fn))
             if index == 0:
