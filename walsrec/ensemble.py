@@ -143,10 +143,29 @@ def blended_score_fn(
     train: sp.spmatrix,
     item_item: sp.spmatrix | None,
     config: BlendConfig,
+    neighbourhood: np.ndarray | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """score_fn(users) -> [len(users), n_items] of the blend (WALS alone when disabled)."""
+    """score_fn(users) -> [len(users), n_items] of the blend (WALS alone when disabled).
+
+    `neighbourhood`: `neighbourhood_scores(train, item_item)`, when the caller scores the same
+    training matrix many times (every epoch of a tuning trial).
+    """
     if not config.enabled or item_item is None:
         return wals_scores
+    if neighbourhood is not None:
+        keep, weight = (
+            np.float32(1.0 - config.item_item_weight),
+            np.float32(config.item_item_weight),
+        )
+
+        def cached(users: np.ndarray) -> np.ndarray:
+            # The same formula as blend_scores, with rows @ item_item computed once.
+            return (keep * wals_scores(users) + weight * neighbourhood[users]).astype(
+                np.float32, copy=False
+            )
+
+        return cached
+
     rows = binary_rows(train)
     item_item = sp.csr_matrix(item_item, dtype=np.float32)
 
@@ -154,6 +173,23 @@ def blended_score_fn(
         return blend_scores(wals_scores(users), rows[users], item_item, config.item_item_weight)
 
     return score
+
+
+# Largest users x items item-item part kept in memory between epochs (float32 entries).
+_MAX_CACHED_NEIGHBOURHOOD = 50_000_000
+
+
+def neighbourhood_scores(train: sp.spmatrix, item_item: sp.spmatrix | None) -> np.ndarray | None:
+    """float32 [n_users, n_items]: every user's item-item part, `binary_rows(train) @ item_item`.
+
+    It does not change while WALS trains, so a tuning trial computes it once instead of every
+    epoch. None when there is no item-item part or it would hold more than 5 * 10^7 entries
+    (the score function then computes it per block of users).
+    """
+    if item_item is None or train.shape[0] * train.shape[1] > _MAX_CACHED_NEIGHBOURHOOD:
+        return None
+    rows = binary_rows(train)
+    return (rows @ sp.csr_matrix(item_item, dtype=np.float32)).toarray()
 
 
 def blend_model(model: RecommenderModel, config: BlendConfig) -> RecommenderModel:

@@ -53,6 +53,7 @@ from walsrec.ensemble import (
     blend_model,
     blended_score_fn,
     item_item_matrix,
+    neighbourhood_scores,
     resolve_method,
 )
 from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys
@@ -763,6 +764,9 @@ class ValidationObjective:
         item-item matrix is built once per fold and blend values, before WALS trains.
         """
         item_item = self._fold_item_item(index, fold, blend) if blend.enabled else None
+        neighbourhood = (
+            neighbourhood_scores(fold.train, item_item) if item_item is not None else None
+        )
         curve: list[float] = []
 
         def on_epoch(epoch: int, model: WALSModel) -> bool:
@@ -770,7 +774,9 @@ class ValidationObjective:
             reporting = index == 0 and epoch >= self.report_from
             if not reporting and epoch != wals_config.epochs:
                 return False
-            score_fn = blended_score_fn(model.score_users, fold.train, item_item, blend)
+            score_fn = blended_score_fn(
+                model.score_users, fold.train, item_item, blend, neighbourhood
+            )
             curve.append(self.score(model, fold, score_fn))
             if index == 0:
                 self._report(trial, curve[-1], epoch)
