@@ -153,16 +153,16 @@ def blended_score_fn(
     if not config.enabled or item_item is None:
         return wals_scores
     if neighbourhood is not None:
-        keep, weight = (
-            np.float32(1.0 - config.item_item_weight),
-            np.float32(config.item_item_weight),
-        )
+        keep = np.float32(1.0 - config.item_item_weight)
+        weighted = np.float32(config.item_item_weight) * neighbourhood
 
         def cached(users: np.ndarray) -> np.ndarray:
-            # The same formula as blend_scores, with rows @ item_item computed once.
-            return (keep * wals_scores(users) + weight * neighbourhood[users]).astype(
-                np.float32, copy=False
-            )
+            # blend_scores's formula, rounded the same way, with rows @ item_item (times the
+            # weight) computed once and no temporary of the block's size.
+            scores = np.asarray(wals_scores(users), dtype=np.float32)
+            scores *= keep
+            scores += weighted[users]
+            return scores
 
         return cached
 

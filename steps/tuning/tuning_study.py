@@ -49,8 +49,10 @@ def tuning_study(
     for key, choice in chosen.items():
         logger.info("wals.%s = %s (auto: %s)", key, choice["value"], choice["reason"])
     logger.info(
-        "search space for %s data: %s",
+        "search space for %s data (validation every %d epochs from epoch %d): %s",
         profile.kind,
+        config.report_every,
+        config.pruner_warmup_epochs,
         "; ".join(parameter.describe() for parameter in config.search_space.parameters),
     )
     url = resolve_storage_url(config.storage)

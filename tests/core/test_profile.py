@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -151,3 +153,14 @@ def test_budget_summary_says_when_the_time_budget_cut_the_study() -> None:
     assert "27 still queued" in cut["message"] and "run the same command again" in cut["message"]
     done = budget_summary({"COMPLETE": 40, "PRUNED": 9, "FAIL": 1}, config)
     assert not done["cut_short"] and done["message"] == "49 of 50 trials ran"
+
+
+def test_report_interval_grows_with_the_scoring_cost() -> None:
+    small = profile_matrix(generate_interactions(300, 400, 9_000, seed=1).to_csr())
+    large = dataclasses.replace(small, n_users=3_000, n_items=100_000)
+    config = TuningConfig.from_dict({"report_every": "auto"})
+    assert config.fitted({}, small)[0].report_every == 1
+    assert config.fitted({}, large)[0].report_every == 3
+    assert TuningConfig.from_dict({"report_every": 4}).fitted({}, large)[0].report_every == 4
+    with pytest.raises(ConfigError, match="report_every"):
+        TuningConfig.from_dict({"report_every": "often"})
