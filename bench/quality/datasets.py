@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 import yaml  # noqa: E402
-from run_bench import tune_ours  # noqa: E402
+from run_bench import tune_implicit, tune_ours  # noqa: E402
 
 from walsrec.baselines import PopularityModel  # noqa: E402
 from walsrec.data import SplitConfig, build_dataset, load_source  # noqa: E402
@@ -120,51 +120,6 @@ def ours_tuned(dataset, n_trials: int, workdir: Path, name: str) -> tuple[dict, 
     return metrics, best["best_params"]
 
 
-def implicit_tuned(dataset, n_trials: int) -> tuple[dict, dict]:
-    """implicit's ALS tuned by Optuna TPE on the same validation split, same budget."""
-    from implicit.cpu.als import AlternatingLeastSquares
-    from implicit.nearest_neighbours import bm25_weight
-
-    def weighted(matrix, weighting: str):
-        matrix = sp.csr_matrix(matrix, dtype=np.float32)
-        if weighting == "bm25":
-            return sp.csr_matrix(bm25_weight(matrix, K1=100, B=0.8), dtype=np.float32)
-        if weighting == "binary":
-            matrix = matrix.copy()
-            matrix.data[:] = 1.0
-        return matrix
-
-    def fit(train, params):
-        model = AlternatingLeastSquares(
-            factors=params["factors"],
-            regularization=params["regularization"],
-            alpha=params["alpha"],
-            iterations=params["iterations"],
-            random_state=42,
-        )
-        model.fit(weighted(train, params["weighting"]), show_progress=False)
-        return lambda users: model.user_factors[users] @ model.item_factors.T
-
-    def objective(trial) -> float:
-        params = {
-            "factors": trial.suggest_int("factors", 16, 128, step=8),
-            "regularization": trial.suggest_float("regularization", 1e-3, 100.0, log=True),
-            "alpha": trial.suggest_float("alpha", 0.1, 50.0, log=True),
-            "iterations": trial.suggest_int("iterations", 5, 30),
-            "weighting": trial.suggest_categorical("weighting", ["raw", "bm25", "binary"]),
-        }
-        return evaluate(fit(dataset.train, params), dataset.train, dataset.validation, 10)[
-            "ndcg@10"
-        ]
-
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=42, n_startup_trials=10)
-    )
-    study.optimize(objective, n_trials=n_trials)
-    full = merged(dataset)
-    return evaluate(fit(full, study.best_params), full, dataset.test, 10), study.best_params
-
-
 EASE_GRID = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
 
 
@@ -230,7 +185,7 @@ def main() -> None:
         peers = {"implicit": None, "ease": None}
         peer_params = {}
         if not args.skip_peers:
-            peers["implicit"], peer_params["implicit"] = implicit_tuned(dataset, args.n_trials)
+            peers["implicit"], peer_params["implicit"] = tune_implicit(dataset, args.n_trials)
             peers["ease"], peer_params["ease"] = ease_tuned(dataset, args.ease_max_items)
 
         def cell(metrics):
