@@ -802,7 +802,8 @@ class ValidationObjective:
                 self._report(trial, curve[-1], epoch)
             return False
 
-        train_wals(fold.train, wals_config, callback=on_epoch, log=_TRIAL_LOG)
+        # The loss is not the objective: skipping it saves a pass over the data per epoch.
+        train_wals(fold.train, wals_config, callback=on_epoch, log=_TRIAL_LOG, track_loss=False)
         return curve[-1]
 
     def _fold_item_item(self, index: int, fold: ValidationFold, blend: BlendConfig) -> Any:

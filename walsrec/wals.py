@@ -1219,6 +1219,7 @@ def train_wals(
     progress: bool = False,
     callback: Callable[[int, WALSModel], bool | None] | None = None,
     log: logging.Logger | None = None,
+    track_loss: bool = True,
 ) -> WALSModel:
     """Train WALS on a users x items matrix.
 
@@ -1233,6 +1234,9 @@ def train_wals(
         callback: called as callback(epoch, model_so_far) after each epoch (epochs count from
             1); returning True stops training after that epoch.
         log: logger for the per-epoch loss (INFO); defaults to this module's.
+        track_loss: compute the objective after every epoch (the history's loss). A tuning
+            trial, which is judged on validation only, turns it off: the loss then reads NaN,
+            and the factors themselves are checked for non-finite values instead.
 
     Returns:
         The trained model; `history` holds one `EpochStats` per epoch run.
@@ -1316,10 +1320,15 @@ def train_wals(
             except tf.errors.OpError as error:
                 raise _tensorflow_failure(error, f"epoch {epoch}") from None
             seconds = time.perf_counter() - started
-            loss = _objective(
-                user_values, item_values, entries, row_reg_users, row_reg_items, config
-            )
-            if not math.isfinite(loss):
+            if track_loss:
+                loss = _objective(
+                    user_values, item_values, entries, row_reg_users, row_reg_items, config
+                )
+                finite = math.isfinite(loss)
+            else:
+                loss = math.nan
+                finite = bool(np.isfinite(user_values).all() and np.isfinite(item_values).all())
+            if not finite:
                 raise _not_finite(f"epoch {epoch}")
             history.append(EpochStats(epoch=epoch, loss=loss, seconds=seconds))
             log.info("WALS epoch %d/%d: loss %.6g (%.3f s)", epoch, config.epochs, loss, seconds)

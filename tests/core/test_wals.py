@@ -681,3 +681,18 @@ def test_light_rows_with_count_scaled_regularization_train_like_the_graph_kernel
         fused = train_wals(matrix, WALSConfig(kernel="fused", **config))
         np.testing.assert_allclose(fused.user_factors, graph.user_factors, rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose(fused.item_factors, graph.item_factors, rtol=1e-6, atol=1e-8)
+
+
+def test_training_without_the_loss_gives_the_same_factors() -> None:
+    from walsrec.synthetic import generate_interactions
+
+    matrix = generate_interactions(200, 300, 6_000, feedback="counts", seed=4).to_csr()
+    config = WALSConfig.from_dict(
+        {"n_factors": 8, "epochs": 3, "observed_weighting": "log", "jit_compile": False}
+    )
+    tracked = train_wals(matrix, config)
+    untracked = train_wals(matrix, config, track_loss=False)
+    assert np.array_equal(tracked.user_factors, untracked.user_factors)
+    assert np.array_equal(tracked.item_factors, untracked.item_factors)
+    assert all(np.isfinite(e.loss) for e in tracked.history)
+    assert all(np.isnan(e.loss) for e in untracked.history)
