@@ -89,6 +89,9 @@ def _latest_model_tag(name: str = "walsrec") -> str:
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        # As the server itself binds: a stopped server's TIME_WAIT connections don't hold the
+        # port (without it a restart was refused for about a minute), a live listener does.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
