@@ -143,18 +143,18 @@ def blended_score_fn(
     train: sp.spmatrix,
     item_item: sp.spmatrix | None,
     config: BlendConfig,
-    neighbourhood: np.ndarray | None = None,
+    weighted_neighbourhood: np.ndarray | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """score_fn(users) -> [len(users), n_items] of the blend (WALS alone when disabled).
 
-    `neighbourhood`: `neighbourhood_scores(train, item_item)`, when the caller scores the same
-    training matrix many times (every epoch of a tuning trial).
+    `weighted_neighbourhood`: `neighbourhood_scores(train, item_item, item_item_weight)`, when
+    the caller scores the same training matrix many times (every epoch of a tuning trial).
     """
     if not config.enabled or item_item is None:
         return wals_scores
-    if neighbourhood is not None:
+    if weighted_neighbourhood is not None:
         keep = np.float32(1.0 - config.item_item_weight)
-        weighted = np.float32(config.item_item_weight) * neighbourhood
+        weighted = weighted_neighbourhood
 
         def cached(users: np.ndarray) -> np.ndarray:
             # blend_scores's formula, rounded the same way, with rows @ item_item (times the
@@ -179,8 +179,11 @@ def blended_score_fn(
 _MAX_CACHED_NEIGHBOURHOOD = 50_000_000
 
 
-def neighbourhood_scores(train: sp.spmatrix, item_item: sp.spmatrix | None) -> np.ndarray | None:
-    """float32 [n_users, n_items]: every user's item-item part, `binary_rows(train) @ item_item`.
+def neighbourhood_scores(
+    train: sp.spmatrix, item_item: sp.spmatrix | None, weight: float
+) -> np.ndarray | None:
+    """float32 [n_users, n_items]: every user's weighted item-item part,
+    `weight * (binary_rows(train) @ item_item)`.
 
     It does not change while WALS trains, so a tuning trial computes it once instead of every
     epoch. None when there is no item-item part or it would hold more than 5 * 10^7 entries
@@ -189,7 +192,9 @@ def neighbourhood_scores(train: sp.spmatrix, item_item: sp.spmatrix | None) -> n
     if item_item is None or train.shape[0] * train.shape[1] > _MAX_CACHED_NEIGHBOURHOOD:
         return None
     rows = binary_rows(train)
-    return (rows @ sp.csr_matrix(item_item, dtype=np.float32)).toarray()
+    weighted = (rows @ sp.csr_matrix(item_item, dtype=np.float32)).toarray()
+    weighted *= np.float32(weight)
+    return weighted
 
 
 def blend_model(model: RecommenderModel, config: BlendConfig) -> RecommenderModel:

@@ -784,19 +784,17 @@ class ValidationObjective:
         item-item matrix is built once per fold and blend values, before WALS trains.
         """
         item_item = self._fold_item_item(index, fold, blend) if blend.enabled else None
-        neighbourhood = (
-            neighbourhood_scores(fold.train, item_item) if item_item is not None else None
-        )
+        weighted = None
+        if item_item is not None:
+            weighted = neighbourhood_scores(fold.train, item_item, blend.item_item_weight)
         curve: list[float] = []
 
         def on_epoch(epoch: int, model: WALSModel) -> bool:
             # Only the first fold reports to the pruner; the others need their last epoch only.
-            reporting = index == 0 and epoch >= self.report_from
+            reporting = index == 0 and epoch >= self.report_from and epoch % self.report_every == 0
             if not reporting and epoch != wals_config.epochs:
                 return False
-            score_fn = blended_score_fn(
-                model.score_users, fold.train, item_item, blend, neighbourhood
-            )
+            score_fn = blended_score_fn(model.score_users, fold.train, item_item, blend, weighted)
             curve.append(self.score(model, fold, score_fn))
             if index == 0:
                 self._report(trial, curve[-1], epoch)
