@@ -68,6 +68,7 @@ def test_rules_give_the_values_tuned_on_movielens(ml100k_dir) -> None:
         "observed_weighting": "linear",
         "epsilon": 1.0,
         "alpha": 1.0,
+        "unobserved_weight": 1.0,
         "regularization": 30.0,
         "n_factors": 32,
         "epochs": 15,
@@ -86,6 +87,8 @@ def test_rules_for_counts_use_log_confidence_near_the_target_mean() -> None:
     assert 2.6 < added.mean() < 4.6
     binary = profile_matrix(generate_interactions(500, 800, 9_000, feedback="binary").to_csr())
     assert default_wals_values(binary)["observed_weighting"][0] == "constant"
+    assert default_wals_values(binary)["unobserved_weight"][0] == 0.3
+    assert chosen["unobserved_weight"] == 0.3
 
 
 def test_size_rules_grow_with_the_data_and_stay_bounded() -> None:
