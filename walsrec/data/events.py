@@ -31,6 +31,16 @@ _SECONDS_PER_DAY = 86_400.0
 _MIN_VALUE = float(np.finfo(np.float32).tiny)
 
 
+def _is_positive_number(value: object) -> bool:
+    """A finite int or float > 0 (a bool is not a number here)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 @dataclass(frozen=True)
 class EventOptions:
     """How event-log rows become one value per (user, item) pair.
@@ -63,12 +73,7 @@ class EventOptions:
                     f"data.events.weights: event type {name!r} is listed twice (types are "
                     f"matched ignoring case)"
                 )
-            if (
-                isinstance(weight, bool)
-                or not isinstance(weight, int | float)
-                or not math.isfinite(weight)
-                or weight <= 0
-            ):
+            if not _is_positive_number(weight):
                 # A zero weight would make pairs that are observed yet carry no signal.
                 raise ConfigError(
                     f"data.events.weights.{name}: weight must be a finite number > 0, got "
@@ -77,12 +82,7 @@ class EventOptions:
             normalized[key] = float(weight)
         object.__setattr__(self, "weights", normalized)
         half_life = self.half_life_days
-        if half_life is not None and (
-            isinstance(half_life, bool)
-            or not isinstance(half_life, int | float)
-            or not math.isfinite(half_life)
-            or half_life <= 0
-        ):
+        if half_life is not None and not _is_positive_number(half_life):
             raise ConfigError(
                 f"data.events.half_life_days: must be a number of days > 0 or null, got "
                 f"{half_life!r}"
