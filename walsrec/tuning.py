@@ -358,6 +358,11 @@ class TuningConfig:
         metric_k(self.objective)
 
     @property
+    def first_report_epoch(self) -> int:
+        """The first epoch the pruner can act on: scoring earlier ones would be wasted."""
+        return self.pruner_warmup_epochs if self.pruning else 1
+
+    @property
     def direction(self) -> str:
         """'minimize' for rating errors, 'maximize' for ranking metrics."""
         return "minimize" if self.objective in RATING_OBJECTIVES else "maximize"

@@ -91,7 +91,7 @@ def tune_ours(
         blend,
         bayes,
         report_every=config.report_every,
-        report_from=config.pruner_warmup_epochs if config.pruning else 1,
+        report_from=config.first_report_epoch,
     )
     run_worker(storage, name, objective, config)
     best = best_trial_params(storage, name, config)

@@ -36,7 +36,7 @@ def objective_for(
         blend,
         bayes,
         report_every=config.report_every,
-        report_from=config.pruner_warmup_epochs if config.pruning else 1,
+        report_from=config.first_report_epoch,
     )
 
 
