@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from walsrec import native
 from walsrec.errors import ConfigError, DataError
 
 __all__ = ["ease_item_weights", "knn_item_weights", "top_n_per_row"]
@@ -92,6 +93,25 @@ def top_n_per_row(matrix: sp.spmatrix, n: int) -> sp.csr_matrix:
     if lengths.size == 0 or lengths.max(initial=0) <= n:
         rows.sort_indices()
         return rows
+    library = native.kernels()
+    if library is not None:
+        # One pass per row with an n-entry heap (walsrec/native/kernels.cc), same rule.
+        indptr = rows.indptr.astype(np.int64, copy=False)
+        data = np.ascontiguousarray(rows.data)
+        keep = np.empty(rows.nnz, dtype=np.uint8)
+        library.walsrec_top_n_csr(
+            indptr.ctypes.data,
+            data.ctypes.data,
+            rows.shape[0],
+            n,
+            keep.ctypes.data,
+            native.threads_for(rows.nnz),
+        )
+        kept = keep.view(bool)
+        indptr = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])[indptr]
+        result = sp.csr_matrix((data[kept], rows.indices[kept], indptr), shape=rows.shape)
+        result.sort_indices()
+        return result
     values = rows.data.astype(np.float64)
     low, high = values.min(), values.max()
     scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)

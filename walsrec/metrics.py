@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse
 
 from walsrec.errors import DataError
-from walsrec.topk import _check_k, recommend
+from walsrec.topk import _check_k, chunk_size_for, recommend
 
 __all__ = ["RANKING_METRICS", "evaluate", "rating_metrics", "ranking_metrics"]
 
@@ -173,7 +173,7 @@ def evaluate(
     k: int = 10,
     *,
     predict_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
-    chunk_size: int = 2048,
+    chunk_size: int | None = None,
 ) -> dict[str, float]:
     """Evaluates a model on a train/test split: ranking metrics and optionally rating error.
 
@@ -195,7 +195,8 @@ def evaluate(
         k: Cut-off for the ranking metrics, at least 1.
         predict_fn: Optional `predict_fn(users, items)` returning one prediction per pair, for
             int64 arrays of equal length. Called once per chunk of `chunk_size` test users.
-        chunk_size: Users per `score_fn` / `predict_fn` call.
+        chunk_size: Users per `score_fn` / `predict_fn` call; None: `chunk_size_for` the
+            catalogue (about 2^23 scores per call).
 
     Returns:
         The `ranking_metrics` result ("precision@k", ..., "coverage@k", "n_users_evaluated"),
@@ -219,6 +220,8 @@ def evaluate(
     if users.size == 0:
         raise DataError("evaluate: the test matrix has no entries, so nothing can be evaluated")
 
+    if chunk_size is None:
+        chunk_size = chunk_size_for(train.shape[1])
     recommended, _ = recommend(score_fn, users, k, exclude=train, chunk_size=chunk_size)
     result = ranking_metrics(recommended, test[users], k)
 

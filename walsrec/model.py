@@ -57,7 +57,10 @@ def score_rows(model: Any, users: np.ndarray) -> np.ndarray:
         scores += model.item_bias[np.newaxis, :]
     if model.user_bias is not None:
         scores += model.user_bias[users, np.newaxis]
-    return (scores + np.float32(model.global_mean)).astype(np.float32, copy=False)
+    if scores.dtype != np.float32:  # float64 factors: the sum in float64, then rounded
+        return (scores + np.float32(model.global_mean)).astype(np.float32)
+    scores += np.float32(model.global_mean)  # in place: no second block-sized array
+    return scores
 
 
 def predict_pairs(model: Any, users: np.ndarray, items: np.ndarray) -> np.ndarray:

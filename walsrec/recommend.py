@@ -9,7 +9,7 @@ import pandas as pd
 
 from walsrec.errors import DataError
 from walsrec.model import RecommenderModel
-from walsrec.topk import recommend
+from walsrec.topk import chunk_size_for, recommend
 
 RECOMMENDATION_COLUMNS = ["user_id", "item_id", "score", "rank"]
 
@@ -20,7 +20,7 @@ def recommendations_frame(
     k: int = 10,
     users: Sequence[str] | None = None,
     exclude_seen: bool = True,
-    chunk_size: int = 2048,
+    chunk_size: int | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Top-k for every known user (or the given ones) as `user_id,item_id,score,rank`.
 
@@ -29,7 +29,7 @@ def recommendations_frame(
         k: how many items per user.
         users: original user ids; None means every user the model knows.
         exclude_seen: leave out items the user interacted with in training.
-        chunk_size: users scored at once (bounds memory).
+        chunk_size: users scored at once (bounds memory); None: `chunk_size_for` the catalogue.
 
     Returns:
         The recommendations (rank starts at 1) and the requested users the model does not know
@@ -42,6 +42,8 @@ def recommendations_frame(
         index = model.user_index()
         unknown = [str(user) for user in users if str(user) not in index]
         user_indices = np.array([index[str(u)] for u in users if str(u) in index], dtype=np.int64)
+    if chunk_size is None:
+        chunk_size = chunk_size_for(model.n_items)
     items, scores = recommend(
         model.score_users,
         user_indices,

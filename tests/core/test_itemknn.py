@@ -159,3 +159,23 @@ def test_binary_rows_ignore_values_and_explicit_zeros() -> None:
     matrix = sp.csr_matrix(np.array([[3.0, 0.0, 1.0], [0.0, 2.0, 0.0]]))
     matrix.data[1] = 0.0  # an explicit zero is not an interaction
     np.testing.assert_array_equal(binary_rows(matrix).toarray(), [[1, 0, 0], [0, 1, 0]])
+
+
+def test_native_top_n_per_row_equals_the_numpy_selection(monkeypatch) -> None:
+    """Ties (few distinct values) go to the earlier stored entry in both implementations."""
+    from walsrec import native
+
+    if native.kernels() is None:
+        pytest.fail("the ranking kernels did not build: a C++ compiler is part of the setup")
+    rng = np.random.default_rng(3)
+    matrix = sp.random(400, 900, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    matrix.data = np.round(matrix.data * 4).astype(np.float32) + 1
+    matrix = matrix[:, rng.permutation(900)]  # unsorted storage order
+    for n in (1, 7, 150):
+        kept = top_n_per_row(matrix, n)
+        with monkeypatch.context() as patch:
+            patch.setattr(native, "kernels", lambda: None)
+            expected = top_n_per_row(matrix, n)
+        assert (kept != expected).nnz == 0
+        np.testing.assert_array_equal(kept.indptr, expected.indptr)
+        np.testing.assert_array_equal(kept.indices, expected.indices)

@@ -156,3 +156,32 @@ def test_recommend_handles_no_users_and_checks_arguments():
         recommend(lambda users: np.zeros((1, 4)), np.arange(3), 3)
     with pytest.raises(DataError, match="1-D integer"):
         recommend(score_fn, np.array([0.5]), 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_native_kernel_and_numpy_select_the_same_items(monkeypatch, dtype):
+    """The native kernel (walsrec/native/kernels.cc) and the NumPy fallback agree exactly,
+    ties, -inf, exclusion, allow-list and k beyond the candidates included."""
+    from walsrec import native
+
+    if native.kernels() is None:
+        pytest.fail("the ranking kernels did not build: a C++ compiler is part of the setup")
+    rng = np.random.default_rng(7)
+    # Few distinct values: many ties at the k-th place.
+    scores = rng.integers(0, 6, size=(300, 700)).astype(dtype)
+    scores[rng.random(scores.shape) < 0.05] = -np.inf
+    scores[:3] = -np.inf  # rows with no candidate at all
+    exclude = scipy.sparse.random(300, 700, density=0.2, format="csr", random_state=rng)
+    exclude.data[::7] = 0.0  # explicit zeros are not exclusions
+    exclude = exclude[:, rng.permutation(700)]  # unsorted indices
+    allowed = rng.random(700) < 0.9
+    cases = [(k, e, a) for k in (1, 10, 650, 900) for e in (None, exclude) for a in (None, allowed)]
+    for k, excluded, allow in cases:
+        native_result = top_k(scores, k, excluded, allow)
+        with monkeypatch.context() as patch:
+            patch.setattr(native, "kernels", lambda: None)
+            numpy_result = top_k(scores, k, excluded, allow)
+        np.testing.assert_array_equal(native_result[0], numpy_result[0])
+        np.testing.assert_array_equal(native_result[1], numpy_result[1])
+    expected = reference_top_k(scores[:40], 10, exclude[:40], allowed)
+    np.testing.assert_array_equal(top_k(scores[:40], 10, exclude[:40], allowed)[0], expected[0])

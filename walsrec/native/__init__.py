@@ -1,4 +1,10 @@
-"""The fused WALS row solver: one TensorFlow custom op (`wals_ops.cc`), built on first use.
+"""Native code, built on first use: the fused WALS row solver and the ranking kernels.
+
+- `wals_ops.cc`: the fused WALS row solver, one TensorFlow custom op (`load()`).
+- `kernels.cc`: plain C++ selection kernels without TensorFlow (top-k of score blocks with the
+  seen items excluded from the CSR arrays, top-n of CSR rows), loaded with ctypes
+  (`kernels()`); evaluation, batch inference, serving and the item-item model use them, and
+  fall back to NumPy (same results) when they can't be built.
 
 TensorFlow's pip package ships the headers and the framework library that custom ops link
 against, so the op is compiled here, for this TensorFlow and this CPU, the way
@@ -14,6 +20,7 @@ the TensorFlow-op solvers (`kernel: auto`) or stops (`kernel: fused`).
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import functools
 import hashlib
@@ -25,14 +32,16 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from walsrec.errors import WalsrecError
 
-__all__ = ["NativeBuildError", "build", "cache_dir", "load"]
+__all__ = ["NativeBuildError", "build", "build_kernels", "cache_dir", "kernels", "load"]
 
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("wals_ops.cc")
+KERNELS_SOURCE = Path(__file__).with_name("kernels.cc")
 # -march=native: AVX-512 on the machines this runs on. avx512fp16 is off because Eigen's FP16
 # packet code does not compile with GCC 12. -fopenmp-simd honours the kernel's `omp simd`
 # reduction pragmas (vectorized dot products) without OpenMP's runtime or -ffast-math.
@@ -71,22 +80,40 @@ def _cpu_signature() -> str:
     return "\n".join(wanted) or platform.machine()
 
 
-def _command(output: Path) -> list[str]:
-    import tensorflow as tf
-
+def _flags() -> list[str]:
     flags = list(_OPTIMIZATION_FLAGS)
     if platform.machine() not in ("x86_64", "AMD64"):
         flags = [flag for flag in flags if flag not in _X86_ONLY_FLAGS]
+    return flags
+
+
+def _command(output: Path) -> list[str]:
+    import tensorflow as tf
+
     return [
         _compiler(),
         "-shared",
         "-fPIC",
-        *flags,
+        *_flags(),
         str(SOURCE),
         "-o",
         str(output),
         *tf.sysconfig.get_compile_flags(),
         *tf.sysconfig.get_link_flags(),
+    ]
+
+
+def _kernels_command(output: Path) -> list[str]:
+    return [
+        _compiler(),
+        "-shared",
+        "-fPIC",
+        "-std=c++17",
+        "-pthread",
+        *_flags(),
+        str(KERNELS_SOURCE),
+        "-o",
+        str(output),
     ]
 
 
@@ -102,6 +129,14 @@ def _library_path() -> Path:
     return cache_dir() / f"wals_ops-{key.hexdigest()[:16]}.so"
 
 
+def _kernels_path() -> Path:
+    key = hashlib.sha256()
+    key.update(KERNELS_SOURCE.read_bytes())
+    key.update(" ".join(_kernels_command(Path("out"))[1:]).encode())
+    key.update(_cpu_signature().encode())
+    return cache_dir() / f"kernels-{key.hexdigest()[:16]}.so"
+
+
 def build(force: bool = False) -> Path:
     """Compile the op if this TensorFlow, CPU and source have no library yet.
 
@@ -115,7 +150,21 @@ def build(force: bool = False) -> Path:
         NativeBuildError: no compiler, or the compiler failed (its last lines are in the
             message).
     """
-    path = _library_path()
+    return _build(
+        _library_path(), SOURCE, _command, "the fused WALS solver (once, about a minute)", force
+    )
+
+
+def build_kernels(force: bool = False) -> Path:
+    """Compile the ranking kernels (`kernels.cc`, a few seconds) if they are not built yet.
+
+    Raises:
+        NativeBuildError: no compiler, or the compiler failed.
+    """
+    return _build(_kernels_path(), KERNELS_SOURCE, _kernels_command, "the ranking kernels", force)
+
+
+def _build(path: Path, source: Path, command_for, what: str, force: bool) -> Path:
     if path.exists() and not force:
         return path
     try:
@@ -128,14 +177,14 @@ def build(force: bool = False) -> Path:
             return path
         with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
             partial = Path(scratch) / path.name
-            command = _command(partial)
-            logger.info("Building the fused WALS solver (once, about a minute): %s", path)
+            command = command_for(partial)
+            logger.info("Building %s: %s", what, path)
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 errors = [line for line in result.stderr.splitlines() if "error" in line]
                 detail = "\n".join((errors or result.stderr.splitlines())[-5:])
                 raise NativeBuildError(
-                    f"compiling {SOURCE.name} failed ({' '.join(command[:1])} exit code "
+                    f"compiling {source.name} failed ({' '.join(command[:1])} exit code "
                     f"{result.returncode}):\n{detail}"
                 )
             os.replace(partial, path)  # atomic: readers never see a half-written library
@@ -156,3 +205,43 @@ def load():
         return tf.load_op_library(str(path))
     except (tf.errors.NotFoundError, OSError) as error:
         raise NativeBuildError(f"loading {path} failed: {error}") from None
+
+
+_KERNELS_OFF = ("0", "false", "no", "off")
+
+
+@functools.cache
+def kernels() -> Any:
+    """The ranking kernels as a ctypes library, or None (NumPy is used instead).
+
+    None when `$WALSREC_NATIVE_KERNELS` is 0 / false / off, or when the library cannot be built
+    or loaded: the reason is logged once as a warning.
+    """
+    if os.environ.get("WALSREC_NATIVE_KERNELS", "").strip().lower() in _KERNELS_OFF:
+        return None
+    try:
+        library = ctypes.CDLL(str(build_kernels()))
+    except (NativeBuildError, OSError) as error:
+        logger.warning("ranking kernels unavailable, using NumPy (same results): %s", error)
+        return None
+    pointer, int64, int32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+    for name in ("walsrec_top_k_f32", "walsrec_top_k_f64"):
+        function = getattr(library, name)
+        function.restype = int64
+        function.argtypes = [pointer, int64, int64, int64, pointer, pointer, pointer, pointer]
+        function.argtypes += [pointer, int32]
+    library.walsrec_top_n_csr.restype = int64
+    library.walsrec_top_n_csr.argtypes = [pointer, pointer, int64, int64, pointer, int32]
+    return library
+
+
+def threads_for(work: int) -> int:
+    """Threads for a kernel call over `work` elements: 1 below 2^20, else the usable cores
+    (`$WALSREC_NATIVE_THREADS` caps them; serving sets 1 per worker)."""
+    if work < 1 << 20:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cap = os.environ.get("WALSREC_NATIVE_THREADS", "").strip()
+    if cap.isdigit() and int(cap) >= 1:
+        cores = min(cores or 1, int(cap))
+    return max(1, cores or 1)

@@ -1,4 +1,4 @@
-"""python -m walsrec.native [--force]: build the fused WALS solver now and print its path."""
+"""python -m walsrec.native [--force]: build the fused WALS solver and the ranking kernels now."""
 
 from __future__ import annotations
 
@@ -7,10 +7,15 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from walsrec.native import NativeBuildError, build, load
+from walsrec.native import NativeBuildError, build, build_kernels, load
 
 
 def main(argv: list[str]) -> int:
+    try:
+        print(f"ranking kernels: {build_kernels(force='--force' in argv)}")
+    except NativeBuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        print("Ranking will use NumPy instead (same results, slower).", file=sys.stderr)
     try:
         path = build(force="--force" in argv)
         load()
