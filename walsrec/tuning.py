@@ -206,6 +206,23 @@ class ParameterSpec:
             low, high = float(f"{low:.6g}"), float(f"{high:.6g}")
         return dataclasses.replace(self, low=low, high=high, relative=False)
 
+    def snapped(self, value: Any) -> Any:
+        """`value` moved into this parameter's domain (clipped, on the step grid), or None when
+        it can't be (not a number, or not one of the choices)."""
+        if self.type == "categorical":
+            return value if value in self.choices else None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            return None
+        value = min(max(value, self.low), self.high)
+        if self.step:
+            value = self.low + round((value - self.low) / self.step) * self.step
+            value = min(value, self.high)
+        return int(round(value)) if self.type == "int" else float(value)
+
     def suggest(self, trial: Any) -> Any:
         """Sample this parameter from an Optuna trial."""
         if self.type == "categorical":
@@ -259,6 +276,18 @@ class SearchSpace:
             if kind is None or not parameter.kinds or kind in parameter.kinds
         )
         return dataclasses.replace(self, parameters=parameters)
+
+    def baseline(self, base: Mapping[str, Any]) -> dict[str, Any]:
+        """The base values (after `auto`) of the tuned parameters, each in its domain: the
+        study's first trial, so the tuned result is never worse on validation than the
+        defaults it started from. Parameters without a usable base value are left to the
+        sampler."""
+        values = {}
+        for parameter in self.parameters:
+            value = parameter.snapped(base.get(parameter.name))
+            if value is not None:
+                values[parameter.name] = value
+        return values
 
     def sample(self, trial: Any) -> dict[str, Any]:
         """The fixed values plus one sample of every tuned parameter."""
@@ -400,13 +429,22 @@ class TuningConfig:
             (the fitted config, the resolved base WALS values, the rule choices by key).
         """
         base, chosen = resolve_auto(wals, profile)
-        values = {**(bayes or {}), **(blend or {}), **base}
-        space = self.search_space.fitted(values, profile.kind if profile else None)
+        space = self.search_space.fitted(
+            base_values(base, blend, bayes), profile.kind if profile else None
+        )
         report_every = self.report_every
         if report_every == "auto":
             report_every = report_interval(profile)
         fitted = dataclasses.replace(self, search_space=space, report_every=report_every)
         return fitted, base, chosen
+
+
+def base_values(
+    wals: Mapping[str, Any], blend: Mapping[str, Any] | None, bayes: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Every base value by key (WALS keys, `auto` resolved, over blend and bayes keys): what a
+    relative range is a multiple of, and what `SearchSpace.baseline` starts the study with."""
+    return {**(bayes or {}), **(blend or {}), **wals}
 
 
 def report_interval(profile: DataProfile | None) -> int:
@@ -575,12 +613,19 @@ def _load_study(
     return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
 
 
-def prepare_study(storage: Any, study_name: str, config: TuningConfig) -> dict[str, int]:
+def prepare_study(
+    storage: Any,
+    study_name: str,
+    config: TuningConfig,
+    baseline: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
     """Create the study (or load it) and top up its queue to exactly `config.n_trials` trials.
 
     Trials that failed are not counted (a failed trial is retried), every other trial is:
     complete, pruned, running and waiting. Call it once before the workers start (the
-    pipeline's study step); two concurrent calls could both top up.
+    pipeline's study step); two concurrent calls could both top up. In a new study the first
+    trial runs `baseline` (`SearchSpace.baseline`: the values the defaults would train with),
+    marked by the user attribute "baseline"; the sampler chooses every other trial's values.
 
     Returns:
         {"existing": trials kept from earlier runs, "enqueued": new trials queued}.
@@ -608,7 +653,11 @@ def prepare_study(storage: Any, study_name: str, config: TuningConfig) -> dict[s
     _fail_stale_trials(study)
     counted = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
     missing = max(config.n_trials - len(counted), 0)
-    for _ in range(missing):
+    fresh = not study.get_trials(deepcopy=False)
+    for number in range(missing):
+        if number == 0 and fresh and baseline:
+            study.enqueue_trial(dict(baseline), user_attrs={"baseline": True})
+            continue
         # Empty fixed params: the sampler chooses every value when a worker pops the trial.
         study.enqueue_trial({}, skip_if_exists=False)
     study.set_user_attr("objective", config.objective)

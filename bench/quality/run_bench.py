@@ -39,6 +39,7 @@ from walsrec.profile import profile_dataset  # noqa: E402
 from walsrec.tuning import (  # noqa: E402
     TuningConfig,
     ValidationObjective,
+    base_values,
     best_trial_params,
     open_storage,
     prepare_study,
@@ -82,7 +83,9 @@ def tune_ours(
     )
     storage = open_storage(f"sqlite:///{workdir / (config_path.stem + '.db')}")
     name = study or f"bench-{config_path.stem}"
-    prepare_study(storage, name, config)
+    prepare_study(
+        storage, name, config, config.search_space.baseline(base_values(wals, blend, bayes))
+    )
     objective = ValidationObjective(
         validation_folds(dataset.train, dataset.validation, config.validation_folds),
         config.search_space,

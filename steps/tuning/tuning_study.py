@@ -10,6 +10,7 @@ from zenml import log_metadata, step
 from walsrec.profile import DataProfile
 from walsrec.tuning import (
     TuningConfig,
+    base_values,
     derive_study_name,
     open_storage,
     prepare_study,
@@ -60,7 +61,9 @@ def tuning_study(
     storage = open_storage(
         url, heartbeat_interval=config.heartbeat_interval, grace_period=config.grace_period
     )
-    counts = prepare_study(storage, name, config)
+    baseline = config.search_space.baseline(base_values(wals, blend, bayes))
+    logger.info("first trial of a new study: the base values %s", baseline)
+    counts = prepare_study(storage, name, config, baseline)
     logger.info(
         "study %s on %s: %d trials kept, %d queued",
         name,

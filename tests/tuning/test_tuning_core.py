@@ -333,3 +333,34 @@ def test_best_model_carries_the_sparse_item_item_part(dataset) -> None:
     assert model.metadata["blend"]["method_used"] == "knn"
     metrics = evaluate_model(model, full)["wals"]
     assert metrics["ndcg@10"] > evaluate_model(model, full)["popularity"]["ndcg@10"]
+
+
+def test_a_new_study_starts_with_the_base_values_in_the_search_domain(tmp_path: Path) -> None:
+    from walsrec.tuning import base_values, open_storage, prepare_study, run_worker
+
+    space = SearchSpace.from_dict(SPACE)
+    base = base_values({"regularization": 300.0, "n_factors": 7}, {"item_item_weight": 0.0}, None)
+    baseline = space.baseline({**base, "observed_weighting": "item_power"})
+    # Clipped to the range, on the step grid; a value outside the choices is left to TPE.
+    assert baseline == {"regularization": 100.0, "n_factors": 8, "item_item_weight": 0.0}
+
+    config = TuningConfig(search_space=space, n_trials=3, progress=False)
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert prepare_study(storage, "s", config, baseline)["enqueued"] == 3
+    seen = []
+
+    def objective(trial):
+        values = space.sample(trial)
+        seen.append(values)
+        return float(values["regularization"])
+
+    run_worker(storage, "s", objective, config)
+    assert seen[0] == {**baseline, "epochs": 3, "observed_weighting": seen[0]["observed_weighting"]}
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.user_attrs.get("baseline", False) for t in study.trials] == [True, False, False]
+    assert seen[1] != seen[0] and len(study.trials) == 3
+    # A resumed study is topped up with sampled trials only: the baseline ran once.
+    prepare_study(storage, "s", dataclasses.replace(config, n_trials=4), baseline)
+    run_worker(storage, "s", objective, dataclasses.replace(config, n_trials=4))
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert sum(t.user_attrs.get("baseline", False) for t in study.trials) == 1
