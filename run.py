@@ -375,5 +375,10 @@ def stack_register(recipe: str, replace: bool, **values: Any) -> None:
     click.echo(f"Registered stack {registration.stack_name}: python run.py --stack {recipe} ...")
 
 
+def main() -> int:
+    """The `walsrec` console script and `python -m walsrec`: the same commands as run.py."""
+    return cli()
+
+
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())
