@@ -27,6 +27,13 @@ from walsrec import __version__  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 CONFIGS = PROJECT_ROOT / "configs"
+# The pipeline of each command, as (module, function): its arguments are the config's sections.
+PIPELINES = {
+    "train": ("pipelines.training", "training_pipeline"),
+    "batch": ("pipelines.batch_inference", "batch_inference_pipeline"),
+    "tune": ("pipelines.tuning", "tuning_pipeline"),
+    "deploy": ("pipelines.deployment", "deployment_pipeline"),
+}
 DEFAULT_CONFIGS = {
     "train": CONFIGS / "train.yaml",
     "batch": CONFIGS / "batch_inference.yaml",
@@ -355,10 +362,17 @@ def check_local_paths(config: dict, options: dict) -> None:
 
 
 def prepare_config(command: str, options: dict) -> dict:
-    """The run configuration of `command`: its config file, the options written into it, and
-    the local paths checked, all before ZenML or TensorFlow is imported."""
+    """The run configuration of `command`: its config file with the options written into it,
+    every key and local path checked, all before ZenML or TensorFlow is imported."""
+    from walsrec.config import check_parameters
+    from walsrec.errors import ConfigError
+
     path = Path(options.get("config_path") or DEFAULT_CONFIGS[command])
     config = apply_overrides(load_config(path), options)
+    try:
+        check_parameters(config["parameters"], PIPELINES[command])
+    except ConfigError as exc:
+        raise UserError(f"config file {path}: {exc}") from exc
     check_local_paths(config, options)
     return config
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import logging
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,31 +9,8 @@ import yaml
 from click.testing import CliRunner
 
 import run
+from tests.cli.conftest import probe_cli
 from tests.conftest import PROJECT_ROOT
-
-
-class _Captured(run.UserError):
-    pass
-
-
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Replace the pipeline run: record the config, stack and log level it would run with."""
-    seen: dict = {}
-
-    def fake_run(pipeline_obj, config):
-        seen.update(
-            pipeline=pipeline_obj.name,
-            config=config,
-            stack=run._selected_stack(),
-            debug=logging.getLogger("walsrec").level == logging.DEBUG,
-        )
-        raise _Captured("captured")
-
-    monkeypatch.setattr(run, "run_pipeline", fake_run)
-    yield seen
-    for name in ("walsrec", "steps", "pipelines"):
-        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _invoke(*args: str):
@@ -103,16 +76,6 @@ def test_version() -> None:
     assert result.exit_code == 0 and result.output.strip() == f"walsrec {run.__version__}"
 
 
-_PROBE = """
-import json, sys
-from click.testing import CliRunner
-import run
-result = CliRunner().invoke(run.cli, sys.argv[1:])
-print(json.dumps({"exit_code": result.exit_code, "output": result.output,
-                  "imported": sorted({"tensorflow", "zenml"} & set(sys.modules))}))
-"""
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -129,16 +92,7 @@ def test_missing_paths_fail_before_tensorflow_or_zenml(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     """A mistyped path: one line, in about a second, and no run, model version or TensorFlow."""
-    args = [arg.format(tmp=tmp_path) for arg in args]
-    probe = subprocess.run(
-        [sys.executable, "-c", _PROBE, *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    result = json.loads(probe.stdout.splitlines()[-1])
+    result = probe_cli(*(arg.format(tmp=tmp_path) for arg in args))
     assert result["exit_code"] == 1
     assert f"error: {message.format(tmp=tmp_path)}" in result["output"]
     assert result["imported"] == []
