@@ -361,6 +361,19 @@ def check_local_paths(config: dict, options: dict) -> None:
         raise UserError(f"{where}: {users} is not a file")
 
 
+def run_config_section() -> Any:
+    """The keys of a run config outside `parameters:`, as ZenML reads them: it ignores unknown
+    ones without a word (`enable_cahce: false` would cache)."""
+    from walsrec.config import MappingOf, Section
+
+    step = Section("zenml.config.step_configurations", "StepConfigurationUpdate")
+    return Section(
+        "zenml.config.pipeline_run_configuration",
+        "PipelineRunConfiguration",
+        {"model": Section("zenml.model.model", "Model"), "steps": MappingOf(step)},
+    )
+
+
 def prepare_config(command: str, options: dict) -> dict:
     """The run configuration of `command`: its config file with the options written into it,
     every key and local path checked, all before ZenML or TensorFlow is imported."""
@@ -370,6 +383,7 @@ def prepare_config(command: str, options: dict) -> dict:
     path = Path(options.get("config_path") or DEFAULT_CONFIGS[command])
     config = apply_overrides(load_config(path), options)
     try:
+        run_config_section().check("", config)
         check_parameters(config["parameters"], PIPELINES[command])
     except ConfigError as exc:
         raise UserError(f"config file {path}: {exc}") from exc

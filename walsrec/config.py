@@ -156,11 +156,13 @@ class Section:
 
     module: str
     class_name: str
-    subsections: Mapping[str, Section | SearchSpaceSection] = field(default_factory=dict)
+    subsections: Mapping[str, Section | SearchSpaceSection | MappingOf] = field(
+        default_factory=dict
+    )
     not_keys: tuple[str, ...] = ()
 
     def key_names(self) -> tuple[str, ...]:
-        names = dataclass_field_names(self.module, self.class_name)
+        names = class_field_names(self.module, self.class_name)
         return tuple(name for name in names if name not in self.not_keys)
 
     def check(self, path: str, values: Any) -> None:
@@ -169,10 +171,25 @@ class Section:
             raise ConfigError(f"{path} must be a mapping of key -> value, got {values!r}")
         keys = self.key_names()
         for key, value in values.items():
+            where = f"{path}.{key}" if path else str(key)
             if key not in keys:
-                raise ConfigError(unknown_key_message(f"{path}.{key}", keys))
+                raise ConfigError(unknown_key_message(where, keys))
             if key in self.subsections and value is not None:
-                self.subsections[key].check(f"{path}.{key}", value)
+                self.subsections[key].check(where, value)
+
+
+@dataclass(frozen=True)
+class MappingOf:
+    """A mapping of free names (e.g. a run config's `steps:`) whose values are `section`s."""
+
+    section: Section
+
+    def check(self, path: str, values: Any) -> None:
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path} must be a mapping, got {values!r}")
+        for name, value in values.items():
+            if value is not None:
+                self.section.check(f"{path}.{name}", value)
 
 
 @dataclass(frozen=True)
@@ -288,14 +305,16 @@ def _definitions(module: str) -> dict[str, ast.AST]:
     }
 
 
-def dataclass_field_names(module: str, class_name: str) -> tuple[str, ...]:
-    """The fields of the dataclass `module.class_name`, in order, read from its source."""
+def class_field_names(module: str, class_name: str) -> tuple[str, ...]:
+    """The fields of the dataclass (or pydantic model) `module.class_name`, in order, read from
+    its source: annotated names of its body, but class variables and private attributes."""
     node = _definitions(module)[class_name]
     return tuple(
         statement.target.id
         for statement in node.body
         if isinstance(statement, ast.AnnAssign)
         and isinstance(statement.target, ast.Name)
+        and not statement.target.id.startswith("_")
         and "ClassVar" not in ast.unparse(statement.annotation)
     )
 

@@ -44,6 +44,20 @@ def test_keys_read_from_source_are_the_dataclass_fields(path: str, section: Sect
     assert list(section.key_names()) == fields
 
 
+def test_run_config_keys_read_from_source_are_zenmls() -> None:
+    """ZenML ignores unknown keys of a run config, its `model:` and `steps.<name>:`; the check
+    takes their valid names from ZenML's own classes."""
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+    from zenml.config.step_configurations import StepConfigurationUpdate
+    from zenml.model.model import Model
+
+    section = run.run_config_section()
+    assert section.key_names() == tuple(PipelineRunConfiguration.model_fields)
+    assert section.subsections["model"].key_names() == tuple(Model.model_fields)
+    step = section.subsections["steps"].section
+    assert step.key_names() == tuple(StepConfigurationUpdate.model_fields)
+
+
 @pytest.mark.parametrize("command", sorted(run.PIPELINES))
 def test_sections_are_the_pipelines_arguments(command: str) -> None:
     from walsrec.config import function_arguments
@@ -60,8 +74,14 @@ def test_sections_are_the_pipelines_arguments(command: str) -> None:
 
 @pytest.mark.parametrize("config", sorted(CONFIG_COMMANDS))
 def test_every_shipped_config_passes(config: str) -> None:
-    parameters = run.load_config(run.CONFIGS / f"{config}.yaml")["parameters"]
-    check_parameters(parameters, run.PIPELINES[CONFIG_COMMANDS[config]])
+    content = run.load_config(run.CONFIGS / f"{config}.yaml")
+    run.run_config_section().check("", content)
+    check_parameters(content["parameters"], run.PIPELINES[CONFIG_COMMANDS[config]])
+
+
+@pytest.mark.parametrize("overlay", sorted((run.CONFIGS / "kubeflow").glob("*.yaml")))
+def test_every_kubeflow_overlay_passes(overlay: Path) -> None:
+    run.run_config_section().check("", yaml.safe_load(overlay.read_text()))
 
 
 # (config, path to the mistyped key, the typo, what the message must say)
@@ -124,13 +144,17 @@ TYPOS = [
     ),
     ("deployment", "bento", "buidl", "parameters.bento.buidl: unknown key; did you mean build?"),
     ("deployment", "", "verison", "parameters.verison: unknown key; did you mean version?"),
+    # Outside parameters: ZenML would ignore these without a word.
+    ("train", "^", "enable_cahce", ": enable_cahce: unknown key; did you mean enable_cache?"),
+    ("train", "^model", "descripton", "model.descripton: unknown key; did you mean description?"),
+    ("train", "^steps.data_loader", "enable_cach", "steps.data_loader.enable_cach: unknown key"),
 ]
 
 
 def _config_with_typo(tmp_path: Path, config: str, path: str, typo: str) -> Path:
     content = yaml.safe_load((run.CONFIGS / f"{config}.yaml").read_text())
-    section = content["parameters"]
-    for key in filter(None, path.split(".")):
+    section = content if path.startswith("^") else content["parameters"]
+    for key in filter(None, path.lstrip("^").split(".")):
         section = section.setdefault(key, {})
     section[typo] = 1
     written = tmp_path / f"{config}.yaml"
