@@ -69,3 +69,14 @@ def test_pip_install_gives_the_walsrec_command(tmp_path: Path) -> None:
         assert "Train by default" in result.stdout or "python run.py" in result.stdout
         for command in ("train", "batch", "tune", "deploy", "serve", "stack"):
             assert f"  {command}" in result.stdout
+
+    version = _run(python, "-m", "walsrec", "--version", cwd=elsewhere)
+    assert version.stdout.strip().startswith("walsrec ")
+    # The installed configs are read and checked (section keys from the installed sources).
+    missing = elsewhere / "missing.csv"
+    for args, message in (
+        (["--data", str(missing)], f"error: --data: data source '{missing}' not found"),
+        (["tune", "--n-trials", "1", "--data", str(missing)], "error: --data: data source"),
+    ):
+        result = _run(venv / "bin" / "walsrec", *args, cwd=elsewhere)
+        assert result.returncode == 1 and message in result.stderr, result.stderr[-3000:]
