@@ -20,12 +20,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import click  # noqa: E402
 import yaml  # noqa: E402
+from click.core import ParameterSource  # noqa: E402
 
 from stacks.register import available_recipes  # noqa: E402
+from walsrec import __version__  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 CONFIGS = PROJECT_ROOT / "configs"
-DEFAULT_CONFIGS = {"train": CONFIGS / "train.yaml", "batch": CONFIGS / "batch_inference.yaml"}
+# The pipeline of each command, as (module, function): its arguments are the config's sections.
+PIPELINES = {
+    "train": ("pipelines.training", "training_pipeline"),
+    "batch": ("pipelines.batch_inference", "batch_inference_pipeline"),
+    "tune": ("pipelines.tuning", "tuning_pipeline"),
+    "deploy": ("pipelines.deployment", "deployment_pipeline"),
+}
+DEFAULT_CONFIGS = {
+    "train": CONFIGS / "train.yaml",
+    "batch": CONFIGS / "batch_inference.yaml",
+    "tune": CONFIGS / "tune.yaml",
+    "deploy": CONFIGS / "deployment.yaml",
+}
 
 
 class UserError(click.ClickException):
@@ -125,6 +139,45 @@ def _selected_stack() -> str | None:
     return ctx.find_root().meta.get("walsrec.stack") if ctx else None
 
 
+def _newest_run_id(pipeline_name: str) -> Any:
+    from zenml.client import Client
+
+    try:
+        runs = Client().list_pipeline_runs(pipeline=pipeline_name, sort_by="desc:created", size=1)
+    except KeyError:  # no such pipeline yet
+        return None
+    return runs.items[0].id if runs.items else None
+
+
+def _delete_model_version_of_failed_run(pipeline_name: str, previous_run: Any) -> None:
+    """A failed run leaves no model version behind: delete the version it created (each run of
+    a config with `model:` creates one), unless another run is linked to it too. The run and
+    its artifacts stay."""
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+
+    client = Client()
+    try:
+        run_id = _newest_run_id(pipeline_name)
+        if run_id is None or run_id == previous_run:
+            return
+        run = client.get_pipeline_run(run_id)
+        version = run.model_version
+        if run.status != ExecutionStatus.FAILED or version is None:
+            return
+        links = client.list_model_version_pipeline_run_links(model_version_id=version.id)
+        if any(link.pipeline_run.id != run.id for link in links.items):
+            return
+        client.delete_model_version(version.id)
+        click.echo(
+            f"Run {run.name} failed: deleted model version {version.model.name} "
+            f"{version.number}, which it had created",
+            err=True,
+        )
+    except Exception as exc:  # the cleanup must never hide the run's own error
+        click.echo(f"warning: could not delete the failed run's model version: {exc}", err=True)
+
+
 def run_pipeline(pipeline_obj: Any, config: dict) -> Any:
     """Run `pipeline_obj` with `config` as its ZenML run configuration (on `--stack` if given)."""
     from stacks import stack_run
@@ -139,7 +192,12 @@ def run_pipeline(pipeline_obj: Any, config: dict) -> Any:
             with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
                 yaml.safe_dump(config, handle, sort_keys=False)
                 config_path = handle.name
-            return pipeline_obj.with_options(config_path=config_path)()
+            previous_run = _newest_run_id(pipeline_obj.name)
+            try:
+                return pipeline_obj.with_options(config_path=config_path)()
+            except Exception:
+                _delete_model_version_of_failed_run(pipeline_obj.name, previous_run)
+                raise
     except WalsrecError as exc:
         raise UserError(str(exc)) from exc
     except RuntimeError as exc:
@@ -194,6 +252,12 @@ def _common_options(func: Any) -> Any:
         ),
         click.option("--no-cache", is_flag=True, help="Run every step even if cached."),
         click.option("-v", "--verbose", is_flag=True, help="Show debug logging."),
+        click.option(
+            "--stack",
+            type=click.Choice(available_recipes()),
+            help="Run on this stack (stacks/<name>.yaml) with its config overlay "
+            "(configs/<name>/); default: the active ZenML stack. See docs/kubeflow.md.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -224,40 +288,148 @@ def _train_options(func: Any) -> Any:
     return func
 
 
+_ROOT_OPTIONS = "walsrec.root_options"
+
+
+def _typed(ctx: click.Context) -> dict[str, Any]:
+    """The options of `ctx`'s command that were typed (not left at their defaults)."""
+    return {
+        name: value
+        for name, value in ctx.params.items()
+        if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+    }
+
+
+def _option_name(command: click.Command, name: str) -> str:
+    """How a user types the option whose parameter is `name`, e.g. "--data" or "-v/--verbose"."""
+    param = next(param for param in command.params if param.name == name)
+    return "/".join(param.opts)
+
+
+def _with_root_options(options: dict) -> dict:
+    """A subcommand's options merged with those typed before it (`run.py --data X tune`).
+
+    Typed in both places, they must agree. The group has already refused the ones that the
+    subcommand does not take (see `cli`).
+    """
+    ctx = click.get_current_context()
+    merged = dict(options)
+    for name, value in ctx.find_root().meta.get(_ROOT_OPTIONS, {}).items():
+        if name in _typed(ctx) and options[name] != value:
+            raise UserError(
+                f"{_option_name(ctx.command, name)} is given twice: {value!r} before "
+                f"`{ctx.info_name}` and {options[name]!r} after it"
+            )
+        merged[name] = value
+    return merged
+
+
+def _start(options: dict) -> None:
+    """Apply the options every pipeline command shares: log level and stack."""
+    click.get_current_context().find_root().meta["walsrec.stack"] = options.get("stack")
+    # ZenML's handler on the root logger prints our loggers' records; only set their level.
+    level = logging.DEBUG if options.get("verbose") else logging.INFO
+    for name in ("walsrec", "steps", "pipelines"):
+        logging.getLogger(name).setLevel(level)
+
+
+def check_local_paths(config: dict, options: dict) -> None:
+    """Fail before anything runs when a local input the run would read does not exist.
+
+    Raises:
+        UserError: naming the option (or config key) and the path.
+    """
+    from walsrec.data import check_source
+    from walsrec.errors import DataError
+
+    params = config["parameters"]
+    data, output = params.get("data") or {}, params.get("output") or {}
+    sources = [("data", "data.source", data.get("source"))] if "source" in data else []
+    sources.append(("test_data", "data.test_path", data.get("test_path")))
+    sources.append(("pairs", "output.pairs_path", output.get("pairs_path")))
+    for option, key, value in sources:
+        if value is None or "://" in str(value):
+            continue
+        try:
+            check_source(str(value))
+        except DataError as exc:
+            where = f"--{option.replace('_', '-')}" if options.get(option) else key
+            raise UserError(f"{where}: {exc}") from exc
+    users = output.get("users_path")
+    if users is not None and not Path(users).expanduser().is_file():
+        where = "--users" if options.get("users") else "output.users_path"
+        raise UserError(f"{where}: {users} is not a file")
+
+
+def run_config_section() -> Any:
+    """The keys of a run config outside `parameters:`, as ZenML reads them: it ignores unknown
+    ones without a word (`enable_cahce: false` would cache)."""
+    from walsrec.config import MappingOf, Section
+
+    step = Section("zenml.config.step_configurations", "StepConfigurationUpdate")
+    return Section(
+        "zenml.config.pipeline_run_configuration",
+        "PipelineRunConfiguration",
+        {"model": Section("zenml.model.model", "Model"), "steps": MappingOf(step)},
+    )
+
+
+def prepare_config(command: str, options: dict) -> dict:
+    """The run configuration of `command`: its config file with the options written into it,
+    every key and local path checked, all before ZenML or TensorFlow is imported."""
+    from walsrec.config import check_parameters
+    from walsrec.errors import ConfigError
+
+    path = Path(options.get("config_path") or DEFAULT_CONFIGS[command])
+    config = apply_overrides(load_config(path), options)
+    try:
+        run_config_section().check("", config)
+        check_parameters(config["parameters"], PIPELINES[command])
+    except ConfigError as exc:
+        raise UserError(f"config file {path}: {exc}") from exc
+    check_local_paths(config, options)
+    return config
+
+
 def _train(options: dict) -> None:
+    config = prepare_config("train", options)
     from pipelines import training_pipeline
 
-    path = Path(options.get("config_path") or DEFAULT_CONFIGS["train"])
-    config = apply_overrides(load_config(path), options)
     run = run_pipeline(training_pipeline, config)
     report_training(run)
 
 
 @click.group(invoke_without_command=True, help=__doc__)
+@click.version_option(__version__, "--version", prog_name="walsrec", message="%(prog)s %(version)s")
 @_common_options
 @_train_options
-@click.option(
-    "--stack",
-    type=click.Choice(available_recipes()),
-    help="Run on this stack (stacks/<name>.yaml) with its config overlay (configs/<name>/); "
-    "default: the active ZenML stack. See docs/kubeflow.md.",
-)
 @click.pass_context
-def cli(ctx: click.Context, stack: str | None, **options: Any) -> None:
+def cli(ctx: click.Context, **options: Any) -> None:
     """Train by default; subcommands choose another pipeline."""
-    ctx.meta["walsrec.stack"] = stack
-    # ZenML's handler on the root logger prints our loggers' records; only set their level.
-    level = logging.DEBUG if options["verbose"] else logging.INFO
-    for name in ("walsrec", "steps", "pipelines"):
-        logging.getLogger(name).setLevel(level)
+    typed = _typed(ctx)
+    ctx.meta[_ROOT_OPTIONS] = typed
     if ctx.invoked_subcommand is None:
+        _start(options)
         _train(options)
+        return
+    # Options typed before a subcommand are the subcommand's, or an error: never ignored.
+    subcommand = ctx.command.get_command(ctx, ctx.invoked_subcommand)
+    accepted = {param.name for param in subcommand.params}
+    misplaced = [_option_name(ctx.command, name) for name in typed if name not in accepted]
+    if misplaced:
+        raise UserError(
+            f"{', '.join(misplaced)} (typed before `{ctx.invoked_subcommand}`) "
+            f"{'is not an option' if len(misplaced) == 1 else 'are not options'} of "
+            f"`{ctx.invoked_subcommand}`; see `{ctx.info_name} {ctx.invoked_subcommand} --help`"
+        )
 
 
 @cli.command(help="Train, evaluate and register a model (the default).")
 @_common_options
 @_train_options
 def train(**options: Any) -> None:
+    options = _with_root_options(options)
+    _start(options)
     _train(options)
 
 
@@ -273,10 +445,11 @@ def train(**options: Any) -> None:
 @click.option("--predictions-output", help="Where to write pair scores (CSV or Parquet).")
 @click.option("-k", type=click.IntRange(min=1), help="Items per user (default from config).")
 def batch(**options: Any) -> None:
+    options = _with_root_options(options)
+    _start(options)
+    config = prepare_config("batch", options)
     from pipelines import batch_inference_pipeline
 
-    path = Path(options.get("config_path") or DEFAULT_CONFIGS["batch"])
-    config = apply_overrides(load_config(path), options)
     run = run_pipeline(batch_inference_pipeline, config)
     click.echo(f"Pipeline run {run.name}: {run.status}")
     output = config["parameters"]["output"]
@@ -295,16 +468,17 @@ def batch(**options: Any) -> None:
 @click.option("--n-trials", type=click.IntRange(min=1), help="Trials in the study.")
 @click.option("--storage", help="Optuna storage URL (default: $WALSREC_TUNING_STORAGE or SQLite).")
 def tune(**options: Any) -> None:
-    from pipelines import tuning_pipeline
-    from pipelines.tuning import tuning_report
-
-    path = Path(options.get("config_path") or CONFIGS / "tune.yaml")
-    config = apply_overrides(load_config(path), options)
+    options = _with_root_options(options)
+    _start(options)
+    config = prepare_config("tune", options)
     if options["n_trials"]:
         config["parameters"].setdefault("tuning", {})["n_trials"] = options["n_trials"]
     if options["storage"]:
         # Through the environment, not the run config: a password must not be stored by ZenML.
         os.environ["WALSREC_TUNING_STORAGE"] = options["storage"]
+    from pipelines import tuning_pipeline
+    from pipelines.tuning import tuning_report
+
     click.echo(tuning_report(run_pipeline(tuning_pipeline, config).id))
 
 
@@ -313,12 +487,13 @@ def tune(**options: Any) -> None:
 @click.option("--model-version", help="production (default), staging, latest or a number.")
 @click.option("--no-build", is_flag=True, help="Only the BentoML model store, no Bento.")
 def deploy(**options: Any) -> None:
-    from pipelines import deployment_pipeline
-
-    path = Path(options.get("config_path") or CONFIGS / "deployment.yaml")
-    config = apply_overrides(load_config(path), options)
+    options = _with_root_options(options)
+    _start(options)
+    config = prepare_config("deploy", options)
     if options["no_build"]:
         config["parameters"].setdefault("bento", {})["build"] = False
+    from pipelines import deployment_pipeline
+
     run = run_pipeline(deployment_pipeline, config)
     from zenml.client import Client
 
@@ -375,5 +550,10 @@ def stack_register(recipe: str, replace: bool, **values: Any) -> None:
     click.echo(f"Registered stack {registration.stack_name}: python run.py --stack {recipe} ...")
 
 
+def main() -> int:
+    """The `walsrec` console script and `python -m walsrec`: the same commands as run.py."""
+    return cli()
+
+
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

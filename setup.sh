@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-    echo "error: walsrec needs Python 3.11; set PYTHON=/path/to/python3.11" >&2
+# The pins of requirements.txt install on Python 3.11 to 3.13 (ZenML, TensorFlow and BentoML
+# support 3.10 too, but numpy 2.4, pandas 3 and scipy 1.17 need 3.11).
+if ! "$PYTHON" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))'; then
+    echo "error: the pinned requirements need Python 3.11 to 3.13, $PYTHON is" \
+        "$("$PYTHON" -V 2>&1); set PYTHON=/path/to/python3.12 (for example)" >&2
     exit 1
 fi
 if [ ! -x .venv/bin/python ]; then

@@ -5,6 +5,7 @@ from __future__ import annotations
 from zenml import pipeline
 
 from steps import bento_builder, model_packager
+from walsrec.config import BentoConfig
 
 
 @pipeline
@@ -17,10 +18,9 @@ def deployment_pipeline(model_name: str, version: str, bento: dict) -> None:
         bento: `bento_model_name` (the BentoML model name) and `build` (also build a Bento;
             false only puts the model in the store, enough for `python run.py serve`).
     """
+    config = BentoConfig.from_dict(bento)
     tag = model_packager(
-        model_name=model_name,
-        version=version,
-        bento_model_name=bento.get("bento_model_name", "walsrec"),
+        model_name=model_name, version=version, bento_model_name=config.bento_model_name
     )
-    if bento.get("build", True):
+    if config.build:
         bento_builder(tag)

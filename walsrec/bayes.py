@@ -58,6 +58,7 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys
+from walsrec.progress import progress_bar
 from walsrec.wals import EpochStats, WALSConfig, WALSModel
 
 __all__ = [
@@ -567,11 +568,8 @@ def train_bayes(
     log = log or logger
     history: list[EpochStats] = []
     average = PosteriorMean(bayes.posterior_rank)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=bayes.burn_in + bayes.posterior_samples, desc="Gibbs", unit="sweep")
+    total = bayes.burn_in + bayes.posterior_samples
+    bar = progress_bar(progress, total=total, desc="Gibbs", unit="sweep")
     started = time.perf_counter()
     try:
         for sample in gibbs_samples(matrix, wals, bayes, history=history, log=log):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import numpy as np
 
@@ -91,7 +91,7 @@ def train_model(
         history.append(row)
     train = dataset.train.tocsr()
     metadata = {
-        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "training_seconds": round(seconds, 3),
         "history": history,
         "dataset": dict(dataset.stats),

@@ -60,6 +60,7 @@ from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_
 from walsrec.metrics import RANKING_METRICS, evaluate, rating_metrics
 from walsrec.model import RecommenderModel
 from walsrec.profile import FEEDBACK_KINDS, DataProfile, resolve_auto
+from walsrec.progress import progress_bar
 from walsrec.training import train_model
 from walsrec.wals import WALSConfig, WALSModel, train_wals
 
@@ -993,11 +994,11 @@ def run_worker(
     components = _sampler_and_pruner(config, worker)
     study = _load_study(storage, study_name, config, components)
     if config.progress:
-        from tqdm import tqdm
-
         finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
         done = len(study.get_trials(deepcopy=False, states=finished_states))
-        bar = tqdm(total=config.n_trials, initial=done, desc=f"Tuning ({worker})", unit="trial")
+        bar = progress_bar(
+            True, total=config.n_trials, initial=done, desc=f"Tuning ({worker})", unit="trial"
+        )
     timed_out = False
     try:
         while True:

@@ -57,6 +57,7 @@ import tensorflow as tf  # noqa: E402
 from walsrec import native  # noqa: E402
 from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys  # noqa: E402
 from walsrec.model import predict_pairs, score_rows  # noqa: E402
+from walsrec.progress import progress_bar  # noqa: E402
 
 __all__ = [
     "EpochStats",
@@ -1230,7 +1231,8 @@ def train_wals(
         matrix: scipy.sparse [n_users, n_items] of ratings or counts >= 0 (1.0 for implicit data
             without ratings); stored zeros count as unobserved, duplicates are summed.
         config: the hyperparameters.
-        progress: show a tqdm bar over epochs with the loss.
+        progress: show a tqdm bar over epochs with the loss (only when stderr is a terminal;
+            the per-epoch log line is then DEBUG).
         callback: called as callback(epoch, model_so_far) after each epoch (epochs count from
             1); returning True stops training after that epoch.
         log: logger for the per-epoch loss (INFO); defaults to this module's.
@@ -1301,11 +1303,9 @@ def train_wals(
     pool = None
     if kernel == "graph" and parallel > 1:
         pool = ThreadPoolExecutor(parallel, thread_name_prefix="wals")
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.epochs, desc="WALS", unit="epoch")
+    bar = progress_bar(progress, total=config.epochs, desc="WALS", unit="epoch")
+    # One display per epoch: the bar on a terminal, else the log line (at DEBUG beside a bar).
+    epoch_level = logging.INFO if bar is None else logging.DEBUG
     try:
         for epoch in range(1, config.epochs + 1):
             started = time.perf_counter()
@@ -1331,7 +1331,8 @@ def train_wals(
             if not finite:
                 raise _not_finite(f"epoch {epoch}")
             history.append(EpochStats(epoch=epoch, loss=loss, seconds=seconds))
-            log.info("WALS epoch %d/%d: loss %.6g (%.3f s)", epoch, config.epochs, loss, seconds)
+            message = "WALS epoch %d/%d: loss %.6g (%.3f s)"
+            log.log(epoch_level, message, epoch, config.epochs, loss, seconds)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.5g}")

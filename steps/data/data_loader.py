@@ -7,6 +7,7 @@ from typing import Annotated
 
 from zenml import log_metadata, step
 
+from walsrec.config import DataConfig
 from walsrec.data import ColumnSpec, EventOptions, Interactions, ValidationOptions, load_source
 from walsrec.errors import ConfigError, reject_unknown_keys
 
@@ -17,10 +18,12 @@ def loader_options(data: dict) -> dict:
     """The keyword arguments of `load_source` from the `data:` section of a config.
 
     Raises:
-        ConfigError: An unknown key in `data.columns` or `data.events`, or a bad event weight.
+        ConfigError: An unknown key in `data`, `data.columns` or `data.events`, or a bad event
+            weight.
     """
-    columns = data.get("columns") or {}
-    events = data.get("events") or {}
+    config = DataConfig.from_dict(data)
+    columns = config.columns or {}
+    events = config.events or {}
     for section, values, config_class in (
         ("data.columns", columns, ColumnSpec),
         ("data.events", events, EventOptions),
@@ -29,20 +32,20 @@ def loader_options(data: dict) -> dict:
             raise ConfigError(f"{section} must be a mapping, got {values!r}")
         reject_unknown_keys(section, values, config_class)
     return {
-        "fmt": data.get("format", "auto"),
+        "fmt": config.format,
         "columns": ColumnSpec(**columns),
-        "header": data.get("header"),
+        "header": config.header,
         "options": ValidationOptions(
-            strict=bool(data.get("strict", False)),
-            rating_min=data.get("rating_min"),
-            rating_max=data.get("rating_max"),
+            strict=bool(config.strict),
+            rating_min=config.rating_min,
+            rating_max=config.rating_max,
             # Only read when columns.event is set; null weights mean the defaults.
             events=EventOptions(
                 **{key: value for key, value in events.items() if value is not None}
             ),
         ),
-        "cache_dir": data.get("cache_dir"),
-        "download": bool(data.get("download", True)),
+        "cache_dir": config.cache_dir,
+        "download": bool(config.download),
     }
 
 

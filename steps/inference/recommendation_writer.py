@@ -8,6 +8,7 @@ from typing import Annotated
 import pandas as pd
 from zenml import log_metadata, step
 
+from walsrec.config import OutputConfig
 from walsrec.model import RecommenderModel
 from walsrec.recommend import load_user_list, recommendations_frame, write_table
 
@@ -26,12 +27,10 @@ def recommendation_writer(
             line, or a CSV with a user_id column), `topk_path` (CSV or Parquet by extension),
             `exclude_seen` (default true).
     """
-    users = load_user_list(output["users_path"]) if output.get("users_path") else None
+    config = OutputConfig.from_dict(output)
+    users = load_user_list(config.users_path) if config.users_path else None
     frame, unknown = recommendations_frame(
-        model,
-        k=int(output.get("k", 10)),
-        users=users,
-        exclude_seen=bool(output.get("exclude_seen", True)),
+        model, k=int(config.k), users=users, exclude_seen=bool(config.exclude_seen)
     )
     if unknown:
         logger.warning(
@@ -39,7 +38,7 @@ def recommendation_writer(
             len(unknown),
             ", ".join(unknown[:5]),
         )
-    path = output.get("topk_path")
+    path = config.topk_path
     if path:
         fmt = write_table(frame, path)
         logger.info(

@@ -10,6 +10,7 @@ import numpy as np
 from zenml import log_metadata, step
 from zenml.types import MarkdownString
 
+from walsrec.config import EvaluationConfig
 from walsrec.data import Dataset
 from walsrec.model import RecommenderModel
 from walsrec.reports import metrics_table_markdown
@@ -40,7 +41,7 @@ def model_evaluator(
 
     The metrics are also logged on the model version, where the promoter reads them.
     """
-    k = int(evaluation.get("k", 10))
+    k = int(EvaluationConfig.from_dict(evaluation).k)
     metrics = evaluate_model(model, dataset, k=k, part="test")
     if not metrics:
         logger.warning("no test interactions: nothing to evaluate")

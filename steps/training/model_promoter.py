@@ -9,6 +9,8 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 from zenml.enums import ModelStages
 
+from walsrec.config import PromotionConfig
+
 logger = logging.getLogger(__name__)
 
 LOWER_IS_BETTER = ("rmse", "mae")
@@ -60,7 +62,8 @@ def decide_promotion(
 @step(enable_cache=False)  # depends on the registry's current production version
 def model_promoter(evaluation: dict, promotion: dict) -> Annotated[bool, "promoted"]:
     """Set this run's model version to production if it beats popularity and production."""
-    metric = promotion.get("metric", "ndcg@10")
+    config = PromotionConfig.from_dict(promotion)
+    metric = config.metric
     model = get_step_context().model
     production = None
     try:
@@ -70,7 +73,7 @@ def model_promoter(evaluation: dict, promotion: dict) -> Annotated[bool, "promot
     except KeyError:
         production = None
     promote, reason = decide_promotion(
-        evaluation, production, metric, float(promotion.get("min_improvement", 0.0))
+        evaluation, production, metric, float(config.min_improvement)
     )
     if promote:
         model.set_stage(ModelStages.PRODUCTION, force=True)

@@ -9,6 +9,7 @@ from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
 from walsrec.bayes import BayesConfig
+from walsrec.config import EvaluationConfig
 from walsrec.data import Dataset
 from walsrec.model import RecommenderModel
 from walsrec.profile import DataProfile, resolve_auto
@@ -45,15 +46,16 @@ def model_trainer(
     for key, choice in chosen.items():
         logger.info("wals.%s = %s (auto: %s)", key, choice["value"], choice["reason"])
     config = WALSConfig.from_dict(wals)
+    evaluation_config = EvaluationConfig.from_dict(evaluation)
     bayes_config = BayesConfig.from_dict(bayes)
     bayes_config.check_model(config)
     model = train_model(
         dataset,
         config,
         bayes=bayes_config,
-        k=int(evaluation.get("k", 10)),
-        validation_every_epoch=bool(evaluation.get("validation_every_epoch", True)),
-        progress=bool(evaluation.get("progress", True)),
+        k=int(evaluation_config.k),
+        validation_every_epoch=bool(evaluation_config.validation_every_epoch),
+        progress=bool(evaluation_config.progress),
     )
     if profile is not None:
         model.metadata["data_profile"] = profile.to_dict()

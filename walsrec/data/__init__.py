@@ -14,7 +14,7 @@ from walsrec.data.movielens import (
     load_movielens_folder,
 )
 from walsrec.data.readers import ColumnSpec, Interactions, detect_format, load_interactions
-from walsrec.data.sources import load_source
+from walsrec.data.sources import check_source, load_source
 from walsrec.data.splits import PreprocessConfig, SplitConfig
 from walsrec.data.validation import RejectedRow, ValidationOptions, ValidationReport
 
@@ -31,6 +31,7 @@ __all__ = [
     "ValidationOptions",
     "ValidationReport",
     "build_dataset",
+    "check_source",
     "default_cache_dir",
     "detect_format",
     "fetch_archive",

@@ -57,12 +57,8 @@ def load_source(
     text = os.fspath(spec)
     path = Path(text).expanduser()
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    check_source(text)
     if path.is_dir():
-        if find_movielens_folder(path) is None:
-            raise DataError(
-                f"{path}: folder holds no MovieLens ratings file (u.data, ratings.dat or "
-                f"ratings.csv); pass the interactions file itself instead"
-            )
         return load_movielens_folder(path, options=options)
     if path.is_file() and path.suffix.lower() == ".zip":
         if path.stem in VARIANTS:
@@ -75,9 +71,26 @@ def load_source(
         return load_movielens_folder(folder, options=options)
     if path.exists():
         return load_interactions(path, fmt=fmt, columns=columns, header=header, options=options)
-    if text in VARIANTS:
-        return load_movielens(text, cache_dir=cache_root, download=download, options=options)
-    raise DataError(
-        f"data source {text!r} not found: it is neither an existing file or folder nor a known "
-        f"dataset ({', '.join(VARIANTS)})"
-    )
+    return load_movielens(text, cache_dir=cache_root, download=download, options=options)
+
+
+def check_source(spec: str | os.PathLike) -> None:
+    """Raise the error `load_source` would give for a `spec` that names no data, without reading
+    anything: the command line checks its paths with it before a run starts.
+
+    Raises:
+        DataError: `spec` is neither an existing file, a folder holding MovieLens ratings, nor a
+            known dataset name.
+    """
+    text = os.fspath(spec)
+    path = Path(text).expanduser()
+    if path.is_dir() and find_movielens_folder(path) is None:
+        raise DataError(
+            f"{path}: folder holds no MovieLens ratings file (u.data, ratings.dat or "
+            f"ratings.csv); pass the interactions file itself instead"
+        )
+    if not path.exists() and text not in VARIANTS:
+        raise DataError(
+            f"data source {text!r} not found: it is neither an existing file or folder nor a "
+            f"known dataset ({', '.join(VARIANTS)})"
+        )

@@ -1,0 +1,184 @@
+"""Every key of every config section is checked when the command starts, before data is read."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+import run
+from tests.cli.conftest import probe_cli
+from walsrec.config import SECTIONS, SearchSpaceSection, Section, check_parameters
+
+CONFIG_COMMANDS = {
+    "train": "train",
+    "train_large": "train",
+    "tune": "tune",
+    "tune_rating": "tune",
+    "batch_inference": "batch",
+    "deployment": "deploy",
+}
+
+
+def _sections() -> list[tuple[str, Section]]:
+    found = []
+    for name, section in SECTIONS.items():
+        found.append((name, section))
+        for key, child in section.subsections.items():
+            found.append(
+                (f"{name}.{key}", child.spec if isinstance(child, SearchSpaceSection) else child)
+            )
+    return found
+
+
+@pytest.mark.parametrize(("path", "section"), _sections(), ids=[p for p, _ in _sections()])
+def test_keys_read_from_source_are_the_dataclass_fields(path: str, section: Section) -> None:
+    """The check reads fields from source (no TensorFlow import); they must be the real ones."""
+    cls = getattr(importlib.import_module(section.module), section.class_name)
+    fields = [f.name for f in dataclasses.fields(cls) if f.name not in section.not_keys]
+    assert list(section.key_names()) == fields
+
+
+def test_run_config_keys_read_from_source_are_zenmls() -> None:
+    """ZenML ignores unknown keys of a run config, its `model:` and `steps.<name>:`; the check
+    takes their valid names from ZenML's own classes."""
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+    from zenml.config.step_configurations import StepConfigurationUpdate
+    from zenml.model.model import Model
+
+    section = run.run_config_section()
+    assert section.key_names() == tuple(PipelineRunConfiguration.model_fields)
+    assert section.subsections["model"].key_names() == tuple(Model.model_fields)
+    step = section.subsections["steps"].section
+    assert step.key_names() == tuple(StepConfigurationUpdate.model_fields)
+
+
+@pytest.mark.parametrize("command", sorted(run.PIPELINES))
+def test_sections_are_the_pipelines_arguments(command: str) -> None:
+    from walsrec.config import function_arguments
+
+    module, name = run.PIPELINES[command]
+    entrypoint = getattr(importlib.import_module(module), name).entrypoint
+    signature = inspect.signature(entrypoint).parameters
+    expected = {
+        key: param.default is not inspect.Parameter.empty for key, param in signature.items()
+    }
+    assert function_arguments(module, name) == expected
+    assert set(expected) - {"model_name", "version"} <= set(SECTIONS)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIG_COMMANDS))
+def test_every_shipped_config_passes(config: str) -> None:
+    content = run.load_config(run.CONFIGS / f"{config}.yaml")
+    run.run_config_section().check("", content)
+    check_parameters(content["parameters"], run.PIPELINES[CONFIG_COMMANDS[config]])
+
+
+@pytest.mark.parametrize("overlay", sorted((run.CONFIGS / "kubeflow").glob("*.yaml")))
+def test_every_kubeflow_overlay_passes(overlay: Path) -> None:
+    run.run_config_section().check("", yaml.safe_load(overlay.read_text()))
+
+
+# (config, path to the mistyped key, the typo, what the message must say)
+TYPOS = [
+    (
+        "train",
+        "promotion",
+        "metrc",
+        "parameters.promotion.metrc: unknown key; did you mean metric?",
+    ),
+    ("train", "split", "test_ration", "split.test_ration: unknown key; did you mean test_ratio?"),
+    ("train", "data", "formt", "data.formt: unknown key; did you mean format?"),
+    ("train", "data.columns", "usr", "data.columns.usr: unknown key; did you mean user?"),
+    (
+        "train",
+        "data.events",
+        "half_life",
+        "events.half_life: unknown key; did you mean half_life_days?",
+    ),
+    ("train", "preprocess", "min_user_interaction", "did you mean min_user_interactions?"),
+    ("train", "wals", "n_factor", "parameters.wals.n_factor: unknown key; did you mean n_factors?"),
+    ("train", "evaluation", "kk", "parameters.evaluation.kk: unknown key; did you mean k?"),
+    (
+        "train",
+        "output",
+        "topk_pth",
+        "parameters.output.topk_pth: unknown key; did you mean topk_path?",
+    ),
+    ("train", "", "promotoin", "parameters.promotoin: unknown key; did you mean promotion?"),
+    (
+        "tune",
+        "blend",
+        "item_item_weigth",
+        "blend.item_item_weigth: unknown key; did you mean item_item_weight?",
+    ),
+    ("tune", "tuning", "n_trial", "parameters.tuning.n_trial: unknown key; did you mean n_trials?"),
+    (
+        "tune",
+        "tuning.search_space",
+        "alpah",
+        "search_space.alpah: unknown key; did you mean alpha?",
+    ),
+    (
+        "tune",
+        "tuning.search_space.alpha",
+        "hihg",
+        "search_space.alpha.hihg: unknown key; did you mean high?",
+    ),
+    (
+        "tune_rating",
+        "bayes",
+        "burnin",
+        "parameters.bayes.burnin: unknown key; did you mean burn_in?",
+    ),
+    (
+        "batch_inference",
+        "output",
+        "users_pth",
+        "output.users_pth: unknown key; did you mean users_path?",
+    ),
+    ("deployment", "bento", "buidl", "parameters.bento.buidl: unknown key; did you mean build?"),
+    ("deployment", "", "verison", "parameters.verison: unknown key; did you mean version?"),
+    # Outside parameters: ZenML would ignore these without a word.
+    ("train", "^", "enable_cahce", ": enable_cahce: unknown key; did you mean enable_cache?"),
+    ("train", "^model", "descripton", "model.descripton: unknown key; did you mean description?"),
+    ("train", "^steps.data_loader", "enable_cach", "steps.data_loader.enable_cach: unknown key"),
+]
+
+
+def _config_with_typo(tmp_path: Path, config: str, path: str, typo: str) -> Path:
+    content = yaml.safe_load((run.CONFIGS / f"{config}.yaml").read_text())
+    section = content if path.startswith("^") else content["parameters"]
+    for key in filter(None, path.lstrip("^").split(".")):
+        section = section.setdefault(key, {})
+    section[typo] = 1
+    written = tmp_path / f"{config}.yaml"
+    written.write_text(yaml.safe_dump(content, sort_keys=False))
+    return written
+
+
+@pytest.mark.parametrize(("config", "path", "typo", "message"), TYPOS, ids=[t[2] for t in TYPOS])
+def test_a_typo_in_any_section_stops_the_command(
+    captured: dict, tmp_path: Path, config: str, path: str, typo: str, message: str
+) -> None:
+    written = _config_with_typo(tmp_path, config, path, typo)
+    command = CONFIG_COMMANDS[config]
+    result = CliRunner().invoke(run.cli, [command, "--config", str(written)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: config file {written}: ")
+    assert message in result.output
+    assert not captured, "nothing may run"
+
+
+def test_a_typo_is_reported_before_data_tensorflow_or_zenml(tmp_path: Path) -> None:
+    """Even with a data path that does not exist: the config is checked first, in a second."""
+    written = _config_with_typo(tmp_path, "train", "promotion", "metrc")
+    result = probe_cli("--config", str(written), "--data", str(tmp_path / "missing.csv"))
+    assert result["exit_code"] == 1
+    assert "promotion.metrc: unknown key; did you mean metric?" in result["output"]
+    assert result["imported"] == []

@@ -1,0 +1,329 @@
+"""The sections of a pipeline config, their keys, and the check run before anything starts.
+
+Every section of a config's `parameters:` is read by one dataclass (`wals:` by
+`walsrec.wals.WALSConfig`, `promotion:` by `PromotionConfig` below, ...); its keys are that
+class's fields. `check_parameters` rejects any other key, in every section, with its path and
+the nearest valid name, before data is read or TensorFlow imported. It reads the field names
+from the classes' source code rather than importing them (importing `walsrec.wals` starts
+TensorFlow), so the keys it accepts are exactly the ones the code reads: a field added or
+renamed there is known here at once (tests/cli/test_config_check.py holds the two equal).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import functools
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from walsrec.errors import ConfigError
+
+
+def section_from_dict(cls: type, section: str, values: Mapping[str, Any] | None) -> Any:
+    """`cls(**values)` for a config section, an unknown key or a non-mapping a ConfigError."""
+    if values is None:
+        return cls()
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{section} must be a mapping of key -> value, got {values!r}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            raise ConfigError(unknown_key_message(f"{section}.{key}", names))
+    return cls(**values)
+
+
+class _FromDict:
+    """`from_dict` for the section dataclasses below; `section` names their config section."""
+
+    section: ClassVar[str]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> Any:
+        """Build from the section's mapping; an unknown key or a non-mapping is a ConfigError."""
+        return section_from_dict(cls, cls.section, values)
+
+
+@dataclass(frozen=True)
+class DataConfig(_FromDict):
+    """The `data:` section: where the interactions come from and how files are read.
+
+    Attributes:
+        source: a MovieLens variant name, a folder holding one, or an interactions file.
+        test_path: a separate test file (`split.method: file`).
+        format: "auto" (by extension), "csv", "tsv", "dat" or "parquet".
+        header: None detects a header line; true or false forces it.
+        columns: column names (the keys of `walsrec.data.ColumnSpec`).
+        strict: fail on the first bad row instead of skipping and counting it.
+        rating_min, rating_max: inclusive bounds; rows outside are rejected.
+        download: false never reaches the network (cache or local copies only).
+        events: event-log options (the keys of `walsrec.data.EventOptions`).
+        cache_dir: where downloads and archives go (default $WALSREC_CACHE_DIR or ~/.cache/walsrec).
+    """
+
+    section: ClassVar[str] = "data"
+    source: str = "ml-100k"
+    test_path: str | None = None
+    format: str = "auto"
+    header: bool | None = None
+    columns: Mapping[str, Any] = field(default_factory=dict)
+    strict: bool = False
+    rating_min: float | None = None
+    rating_max: float | None = None
+    download: bool = True
+    events: Mapping[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationConfig(_FromDict):
+    """The `evaluation:` section.
+
+    Attributes:
+        k: the ranking cut-off of every metric.
+        validation_every_epoch: score the validation part after each epoch (learning curve).
+        progress: a progress bar over epochs (shown only on a terminal).
+    """
+
+    section: ClassVar[str] = "evaluation"
+    k: int = 10
+    validation_every_epoch: bool = True
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class PromotionConfig(_FromDict):
+    """The `promotion:` section.
+
+    Attributes:
+        metric: the metric a new version must win on (e.g. "ndcg@10", "rmse").
+        min_improvement: by how much it must beat the production version.
+    """
+
+    section: ClassVar[str] = "promotion"
+    metric: str = "ndcg@10"
+    min_improvement: float = 0.0
+
+
+@dataclass(frozen=True)
+class OutputConfig(_FromDict):
+    """The `output:` section: what a run writes besides its artifacts.
+
+    Attributes:
+        topk_path: every user's (or `users_path`'s users') top-k, CSV or Parquet.
+        predictions_path: a prediction for every test pair (tuning) or every `pairs_path` pair.
+        users_path: batch inference: the users to recommend for.
+        pairs_path: batch inference: (user, item) pairs to score.
+        k: items per user.
+        exclude_seen: leave out the items a user had in training.
+    """
+
+    section: ClassVar[str] = "output"
+    topk_path: str | None = None
+    predictions_path: str | None = None
+    users_path: str | None = None
+    pairs_path: str | None = None
+    k: int = 10
+    exclude_seen: bool = True
+
+
+@dataclass(frozen=True)
+class BentoConfig(_FromDict):
+    """The `bento:` section of the deployment config.
+
+    Attributes:
+        bento_model_name: the BentoML model the service serves.
+        build: also build a Bento (false: only the model store, enough for `run.py serve`).
+    """
+
+    section: ClassVar[str] = "bento"
+    bento_model_name: str = "walsrec"
+    build: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# Which class reads which section
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Section:
+    """A config section: the dataclass whose fields are its keys, and its nested sections."""
+
+    module: str
+    class_name: str
+    subsections: Mapping[str, Section | SearchSpaceSection | MappingOf] = field(
+        default_factory=dict
+    )
+    not_keys: tuple[str, ...] = ()
+
+    def key_names(self) -> tuple[str, ...]:
+        names = class_field_names(self.module, self.class_name)
+        return tuple(name for name in names if name not in self.not_keys)
+
+    def check(self, path: str, values: Any) -> None:
+        """Raise ConfigError for the first key of `values` (at `path`) this section lacks."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path} must be a mapping of key -> value, got {values!r}")
+        keys = self.key_names()
+        for key, value in values.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in keys:
+                raise ConfigError(unknown_key_message(where, keys))
+            if key in self.subsections and value is not None:
+                self.subsections[key].check(where, value)
+
+
+@dataclass(frozen=True)
+class MappingOf:
+    """A mapping of free names (e.g. a run config's `steps:`) whose values are `section`s."""
+
+    section: Section
+
+    def check(self, path: str, values: Any) -> None:
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path} must be a mapping, got {values!r}")
+        for name, value in values.items():
+            if value is not None:
+                self.section.check(f"{path}.{name}", value)
+
+
+@dataclass(frozen=True)
+class SearchSpaceSection:
+    """`tuning.search_space`: each key a key of `targets`; a mapping value is a range or
+    choices with the keys of `spec` (walsrec.tuning.ParameterSpec), a scalar a fixed value."""
+
+    targets: tuple[str, ...]
+    spec: Section
+
+    def check(self, path: str, values: Any) -> None:
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path} must be a mapping of parameter -> range, got {values!r}")
+        targets = [key for name in self.targets for key in SECTIONS[name].key_names()]
+        for name, spec in values.items():
+            if name not in targets:
+                raise ConfigError(unknown_key_message(f"{path}.{name}", targets))
+            if isinstance(spec, Mapping):
+                self.spec.check(f"{path}.{name}", spec)
+
+
+SECTIONS: dict[str, Section] = {
+    "data": Section(
+        "walsrec.config",
+        "DataConfig",
+        {
+            "columns": Section("walsrec.data.readers", "ColumnSpec"),
+            "events": Section("walsrec.data.events", "EventOptions"),
+        },
+    ),
+    "preprocess": Section("walsrec.data.splits", "PreprocessConfig"),
+    "split": Section("walsrec.data.splits", "SplitConfig"),
+    "wals": Section("walsrec.wals", "WALSConfig"),
+    "bayes": Section("walsrec.bayes", "BayesConfig"),
+    "blend": Section("walsrec.ensemble", "BlendConfig"),
+    "tuning": Section(
+        "walsrec.tuning",
+        "TuningConfig",
+        {
+            "search_space": SearchSpaceSection(
+                ("wals", "blend", "bayes"),
+                Section("walsrec.tuning", "ParameterSpec", not_keys=("name",)),
+            )
+        },
+    ),
+    "evaluation": Section("walsrec.config", "EvaluationConfig"),
+    "promotion": Section("walsrec.config", "PromotionConfig"),
+    "output": Section("walsrec.config", "OutputConfig"),
+    "bento": Section("walsrec.config", "BentoConfig"),
+}
+
+
+def unknown_key_message(path: str, valid: list[str] | tuple[str, ...]) -> str:
+    """ "promotion.metrc: unknown key; did you mean metric? (valid: metric, min_improvement)"."""
+    key = path.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{path}: unknown key{hint} (valid: {', '.join(valid)})"
+
+
+def check_parameters(parameters: Mapping[str, Any], pipeline: tuple[str, str]) -> None:
+    """Check a config's `parameters:` against a pipeline's arguments and every section's keys.
+
+    Only names are checked here: values are checked by the classes that read them.
+
+    Args:
+        parameters: the `parameters:` mapping of a run config.
+        pipeline: (module, function) of the pipeline, e.g. ("pipelines.training",
+            "training_pipeline"); its arguments are the valid top-level names.
+
+    Raises:
+        ConfigError: the first unknown key (its path, the nearest valid name), a section that
+            is not a mapping, or a missing argument.
+    """
+    arguments = function_arguments(*pipeline)
+    for name, value in parameters.items():
+        if name not in arguments:
+            raise ConfigError(unknown_key_message(f"parameters.{name}", list(arguments)))
+        optional = arguments[name]
+        if name in SECTIONS and not (value is None and optional):
+            SECTIONS[name].check(f"parameters.{name}", value)
+    missing = [name for name, optional in arguments.items() if not optional]
+    missing = [name for name in missing if name not in parameters]
+    if missing:
+        raise ConfigError(f"parameters: {', '.join(missing)} missing (needed by {pipeline[1]})")
+
+
+# --------------------------------------------------------------------------------------------
+# Names read from source code
+# --------------------------------------------------------------------------------------------
+
+
+def _module_file(module: str) -> Path:
+    """The source file of `module`, found without importing it or its parent packages."""
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or spec.origin is None:
+        raise ConfigError(f"module {top} not found")
+    path = Path(spec.origin)
+    if not rest:
+        return path
+    folder = path.parent.joinpath(*rest)
+    return folder / "__init__.py" if folder.is_dir() else folder.with_suffix(".py")
+
+
+@functools.cache
+def _definitions(module: str) -> dict[str, ast.AST]:
+    tree = ast.parse(_module_file(module).read_text(encoding="utf-8"))
+    return {
+        node.name: node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+
+
+def class_field_names(module: str, class_name: str) -> tuple[str, ...]:
+    """The fields of the dataclass (or pydantic model) `module.class_name`, in order, read from
+    its source: annotated names of its body, but class variables and private attributes."""
+    node = _definitions(module)[class_name]
+    return tuple(
+        statement.target.id
+        for statement in node.body
+        if isinstance(statement, ast.AnnAssign)
+        and isinstance(statement.target, ast.Name)
+        and not statement.target.id.startswith("_")
+        and "ClassVar" not in ast.unparse(statement.annotation)
+    )
+
+
+def function_arguments(module: str, function_name: str) -> dict[str, bool]:
+    """The arguments of `module.function_name` -> whether each has a default, from its source."""
+    args = _definitions(module)[function_name].args
+    positional = args.posonlyargs + args.args
+    with_default = {arg.arg for arg in positional[len(positional) - len(args.defaults) :]}
+    keyword_defaults = zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    with_default |= {arg.arg for arg, default in keyword_defaults if default is not None}
+    return {arg.arg: arg.arg in with_default for arg in positional + args.kwonlyargs}
