@@ -31,7 +31,7 @@ from walsrec.errors import DataError
 
 __all__ = ["FoldIn"]
 
-_WEIGHTINGS = ("constant", "linear", "log", "item_power")
+_WEIGHTINGS = ("constant", "linear", "log", "item_power", "proportional")
 
 
 class FoldIn:
@@ -136,6 +136,8 @@ class FoldIn:
             return np.full(values.shape, self.alpha)
         if self.weighting == "linear":
             return self.alpha * values
+        if self.weighting == "proportional":
+            return self.alpha * values - self.unobserved_weight
         if self.weighting == "log":
             return self.alpha * np.log1p(values / self.epsilon)
         if self.item_counts is None:

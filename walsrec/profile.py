@@ -268,7 +268,7 @@ def _confidence_scale(profile: DataProfile, weighting: str, epsilon: float) -> f
     if weighting == "constant":
         return 1.0
     v = profile.values
-    if weighting == "linear":
+    if weighting in ("linear", "proportional"):
         return max(float(v.get("mean", 1.0)), 1e-12)
     points = np.array([v["min"], v["p25"], v["median"], v["p75"], v["p90"], v["p99"], v["max"]])
     weights = np.array([0.0, 0.25, 0.25, 0.25, 0.15, 0.09, 0.01])

@@ -72,7 +72,7 @@ logger = logging.getLogger(__name__)
 
 MODES = ("implicit", "explicit")
 REGULARIZATION_SCALINGS = ("none", "count")
-OBSERVED_WEIGHTINGS = ("constant", "linear", "log", "item_power")
+OBSERVED_WEIGHTINGS = ("constant", "linear", "log", "item_power", "proportional")
 DTYPES = ("float32", "float64")
 SOLVERS = ("cholesky", "cg")
 KERNELS = ("auto", "fused", "graph")
@@ -99,6 +99,9 @@ class WALSConfig:
             0 fits the observed entries only (plain ALS for rating prediction).
         observed_weighting: confidence f(r) added to `unobserved_weight` for an observed entry:
             "constant": alpha; "linear": alpha * r; "log": alpha * log(1 + r / epsilon);
+            "proportional": alpha * r - unobserved_weight, so that the total confidence is
+            alpha * r (implicit's and Hu et al.'s c = alpha r: a low rating can weigh less than
+            an unobserved entry; alpha * r must stay > 0, which r > 0 ensures);
             "item_power": alpha * (1 / n_i) ** item_weight_exponent with n_i the item's number of
             observed entries in training.
         alpha: scale of the confidence f(r).
@@ -500,6 +503,8 @@ def _entry_weights(
         extra = np.full(values.shape, alpha, dtype=np.float64)
     elif config.observed_weighting == "linear":
         extra = alpha * values
+    elif config.observed_weighting == "proportional":
+        extra = alpha * values - config.unobserved_weight
     elif config.observed_weighting == "log":
         extra = alpha * np.log1p(values / config.epsilon)
     else:  # item_power

@@ -54,6 +54,8 @@ def reference_wals(
 
     if config.observed_weighting == "linear":
         extra = config.alpha * ratings
+    elif config.observed_weighting == "proportional":
+        extra = config.alpha * ratings - config.unobserved_weight
     elif config.observed_weighting == "constant":
         extra = np.full(ratings.shape, config.alpha)
     elif config.observed_weighting == "log":
@@ -123,6 +125,8 @@ REFERENCE_CASES = {
     ),
     "implicit-log": dict(mode="implicit", observed_weighting="log", alpha=3.0, epsilon=2.0),
     "implicit-item-power": dict(mode="implicit", observed_weighting="item_power", alpha=5.0),
+    # Total confidence alpha * r: a rating of 1 weighs 0.6, less than unobserved (1.0).
+    "implicit-proportional": dict(mode="implicit", observed_weighting="proportional", alpha=0.6),
 }
 
 
@@ -248,6 +252,7 @@ FOLD_IN_CASES = {
         mode="explicit", use_biases=True, unobserved_weight=0.1, regularization_scaling="count"
     ),
     "item-power": dict(observed_weighting="item_power", alpha=4.0),
+    "proportional": dict(observed_weighting="proportional", alpha=0.6),
 }
 
 

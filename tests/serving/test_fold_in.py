@@ -12,6 +12,7 @@ CASES = [
     {"observed_weighting": "linear", "alpha": 10.0},
     {"observed_weighting": "constant", "alpha": 3.0, "unobserved_weight": 0.5},
     {"observed_weighting": "log", "alpha": 2.0, "epsilon": 0.5},
+    {"observed_weighting": "proportional", "alpha": 0.6},
     {"observed_weighting": "item_power", "alpha": 4.0, "item_weight_exponent": 0.3},
     {"mode": "explicit", "use_biases": True, "unobserved_weight": 0.0, "alpha": 1.0},
     {"mode": "explicit", "use_biases": True, "regularization_scaling": "count"},

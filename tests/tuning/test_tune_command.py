@@ -63,5 +63,10 @@ def test_tune_command_on_a_large_play_count_catalogue(tmp_path: Path) -> None:
         timeout=900,
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert re.search(r"Trials:\s+5 of 20 trials ran; the time budget", again.stdout)
-    assert "15 still queued: run the same command again to continue" in again.stdout
+    # How many trials fit in one second depends on the machine: at least one more ran, and
+    # the message counts the rest as queued.
+    budget = re.search(r"Trials:\s+(\d+) of 20 trials ran; the time budget", again.stdout)
+    assert budget, re.findall(r"Trials:.*", again.stdout)
+    ran = int(budget.group(1))
+    assert 4 < ran < 20
+    assert f"{20 - ran} still queued: run the same command again to continue" in again.stdout
