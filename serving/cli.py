@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from serving.guard import read_token
 from walsrec.errors import WalsrecError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +114,10 @@ def serve(
     Returns:
         The server's exit code (0 after Ctrl-C).
     """
+    try:
+        read_token(os.environ)  # the server would refuse it too, after seconds of start-up
+    except ValueError as exc:
+        raise WalsrecError(str(exc)) from None
     tag = model_tag or _latest_model_tag()
     _check_port_free(host, port)
     env = {**os.environ, "WALSREC_MODEL_TAG": tag}

@@ -2,15 +2,20 @@
 
     bentoml serve serving.service:WalsrecService      # or: python run.py serve
 
-Endpoints (POST, JSON): /recommend, /recommend_batch, /recommend_for_items, /similar_items,
-/score, /model_info; BentoML's own /healthz, /livez, /readyz and /metrics. The model is the
-BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another; it is loaded once per
-worker. This module imports neither ZenML nor TensorFlow, so a worker starts in about a second.
+Endpoints (POST, JSON only): /recommend, /recommend_batch, /recommend_for_items, /similar_items,
+/score, /model_info; BentoML's /healthz, /livez and /readyz; /metrics served by the guard
+(serving/guard.py), which answers every 401, 413 and 415 before BentoML sees the request. The
+model is the BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another; it is loaded
+once per worker. This module imports neither ZenML nor TensorFlow, so a worker starts in about a
+second.
 
 Environment:
-    WALSREC_API_TOKEN      bearer token required on every endpoint but health (unset: open).
+    WALSREC_API_TOKEN      bearer token required on every endpoint but health (unset: open; set
+                           but empty: the server refuses to start).
     WALSREC_MODEL_TAG      BentoML model tag to serve (default walsrec:latest).
     WALSREC_MAX_BODY_BYTES request body cap in bytes (default 1 MiB).
+    WALSREC_MAX_HEADER_BYTES, WALSREC_HEADER_TIMEOUT  request header cap (16 KiB) and deadline
+                           (10 s) (serving/http_limits.py).
     WALSREC_WORKERS        server worker processes (default 2; see bench/serve/README.md).
 """
 
@@ -27,8 +32,11 @@ import bentoml  # noqa: E402
 from pydantic import Field  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
-from serving.guard import DEFAULT_MAX_BODY_BYTES, TOKEN_ENV, RequestGuard  # noqa: E402
+from serving import http_limits  # noqa: E402
+from serving.guard import DEFAULT_MAX_BODY_BYTES, OPEN_PATHS, RequestGuard, read_token  # noqa: E402
+from serving.metrics import RequestMetrics, metrics_app  # noqa: E402
 from serving.recommender import OnlineRecommender, RequestError  # noqa: E402
+from serving.rejections import quiet_rejected_requests  # noqa: E402
 from serving.schemas import (  # noqa: E402
     MAX_BATCH_USERS,
     MAX_GIVEN_ITEMS,
@@ -47,6 +55,11 @@ from walsrec.errors import WalsrecError  # noqa: E402
 from walsrec.model import RecommenderModel  # noqa: E402
 
 MODEL_TAG = os.environ.get("WALSREC_MODEL_TAG", "walsrec:latest")
+try:
+    # Checked on import, so `bentoml serve` stops before it starts a worker.
+    TOKEN = read_token(os.environ)
+except ValueError as exc:
+    raise WalsrecError(str(exc)) from None
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -67,7 +80,9 @@ ItemList = list[Id]
     # OpenTelemetry makes five spans per request even when nothing exports them: that was the
     # largest part of BentoML's per-request cost. WALSREC_TRACING=1 keeps them.
     tracing={"excluded_urls": None if _flag("WALSREC_TRACING", False) else [".*"]},
-    metrics={"enabled": _flag("WALSREC_METRICS", True), "namespace": "bentoml_service"},
+    # BentoML's metrics label requests by raw path, outside our guard: unbounded. Ours replace
+    # them (serving/metrics.py), served at /metrics by the guard.
+    metrics={"enabled": False, "namespace": "bentoml_service"},
 )
 class WalsrecService:
     """Loads the model once per worker and answers from memory."""
@@ -193,8 +208,20 @@ def _answer(model_type, method, *args):
         return _error(error)
 
 
+API_PATHS = tuple(api.route for api in WalsrecService.apis.values())
+_OWN_ROUTES = {}
+_METRICS = None
+if _flag("WALSREC_METRICS", True):
+    _OWN_ROUTES["/metrics"] = metrics_app
+    _METRICS = RequestMetrics([*API_PATHS, *OPEN_PATHS, *_OWN_ROUTES, "/docs.json", "/"])
+
+quiet_rejected_requests()
+http_limits.install()
 WalsrecService.add_asgi_middleware(
     RequestGuard,
-    token=os.environ.get(TOKEN_ENV) or None,
+    token=TOKEN,
     max_body_bytes=int(os.environ.get("WALSREC_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+    metrics=_METRICS,
+    own_routes=_OWN_ROUTES,
+    json_paths=API_PATHS,
 )
