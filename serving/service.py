@@ -6,7 +6,8 @@ Endpoints (POST, JSON only): /recommend, /recommend_batch, /recommend_for_items,
 /score, /model_info; BentoML's /healthz, /livez and /readyz; /metrics served by the guard
 (serving/guard.py), which answers every 401, 413 and 415 before BentoML sees the request. The
 model is the BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another; it is loaded
-once per worker. This module imports neither ZenML nor TensorFlow, so a worker starts in about a
+once per worker. The endpoints are sync, so their NumPy work runs in BentoML's thread pool, off
+the event loop. This module imports neither ZenML nor TensorFlow, so a worker starts in about a
 second.
 
 Environment:
@@ -17,6 +18,7 @@ Environment:
     WALSREC_MAX_HEADER_BYTES, WALSREC_HEADER_TIMEOUT  request header cap (16 KiB) and deadline
                            (10 s) (serving/http_limits.py).
     WALSREC_WORKERS        server worker processes (default 2; see bench/serve/README.md).
+    WALSREC_THREADS        endpoint threads per worker (default 2).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from serving.schemas import (  # noqa: E402
     MAX_LISTED_ITEMS,
     MAX_SCORED_ITEMS,
     BatchRecommendations,
+    BatchTopK,
+    Flag,
     Id,
     ModelInfo,
     Rating,
@@ -69,11 +73,18 @@ def _flag(name: str, default: bool) -> bool:
 ItemList = list[Id]
 
 
+DESCRIPTION = "WALS recommendations: top-k, new users by fold-in, similar items, scores."
+
+
 @bentoml.service(
     name="walsrec",
-    description="WALS recommendations: top-k, new users by fold-in, similar items, scores.",
+    description=DESCRIPTION,
     http={"host": "127.0.0.1", "port": 3000},
     workers=int(os.environ.get("WALSREC_WORKERS", "2")),
+    # The endpoints are sync, so BentoML runs them in a pool of this many threads per worker:
+    # NumPy's work stays off the event loop (health checks and rejections are never stuck
+    # behind it) and at most this many requests per worker compute at once.
+    threads=int(os.environ.get("WALSREC_THREADS", "2")),
     # A log line per request raised p99 by ~25% at c=32 (bench/serve); metrics stay on /metrics.
     logging={"access": {"enabled": _flag("WALSREC_ACCESS_LOG", False)}},
     traffic={"timeout": 30},
@@ -97,57 +108,47 @@ class WalsrecService:
         self.engine = OnlineRecommender(RecommenderModel.load(stored.path))
 
     @bentoml.api
-    async def recommend(
+    def recommend(
         self,
         user_id: Id,
         k: TopK = 10,
-        exclude_seen: bool = True,
+        exclude_seen: Flag = True,
         allow_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
         deny_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
     ) -> Recommendations:
         """Top-k items for a user; an unknown user gets the most popular items, flagged
         `fallback`. `allow_items` restricts the candidates, `deny_items` removes some."""
-        return _answer(
-            Recommendations,
-            self.engine.recommend,
-            user_id,
-            k,
-            exclude_seen,
-            allow_items,
-            deny_items,
+        return self._answer(
+            Recommendations, "recommend", user_id, k, exclude_seen, allow_items, deny_items
         )
 
     @bentoml.api
-    async def recommend_batch(
+    def recommend_batch(
         self,
         user_ids: list[Id] = Field(min_length=1, max_length=MAX_BATCH_USERS),
-        k: TopK = 10,
-        exclude_seen: bool = True,
+        k: BatchTopK = 10,
+        exclude_seen: Flag = True,
     ) -> BatchRecommendations:
-        """Top-k for many users in one call (same rules as /recommend)."""
-        try:
-            self.engine.check_k(k)
-            results = [self.engine.recommend(user, k, exclude_seen) for user in user_ids]
-        except RequestError as error:
-            return _error(error)
-        return BatchRecommendations(results=results)
+        """Top-k for many users in one call (same rules as /recommend), scored as one matrix
+        product per block of users."""
+        return self._answer(BatchRecommendations, "recommend_batch", user_ids, k, exclude_seen)
 
     @bentoml.api
-    async def recommend_for_items(
+    def recommend_for_items(
         self,
         item_ids: list[Id] = Field(min_length=1, max_length=MAX_GIVEN_ITEMS),
         ratings: list[Rating] | None = Field(None, max_length=MAX_GIVEN_ITEMS),
         k: TopK = 10,
-        exclude_given: bool = True,
+        exclude_given: Flag = True,
         allow_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
         deny_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
     ) -> Recommendations:
         """Top-k for a new user described by items (and optional ratings, one per item),
         folded into the model with the training's least-squares solve. Unknown items are
         listed back in `unknown_items`."""
-        return _answer(
+        return self._answer(
             Recommendations,
-            self.engine.recommend_for_items,
+            "recommend_for_items",
             item_ids,
             ratings,
             k,
@@ -157,23 +158,31 @@ class WalsrecService:
         )
 
     @bentoml.api
-    async def similar_items(self, item_id: Id, k: TopK = 10) -> SimilarItems:
+    def similar_items(self, item_id: Id, k: TopK = 10) -> SimilarItems:
         """The k items closest to `item_id` (cosine similarity of the item factors)."""
-        return _answer(SimilarItems, self.engine.similar_items, item_id, k)
+        return self._answer(SimilarItems, "similar_items", item_id, k)
 
     @bentoml.api
-    async def score(
+    def score(
         self,
         user_id: Id,
         item_ids: list[Id] = Field(min_length=1, max_length=MAX_SCORED_ITEMS),
     ) -> Scores:
         """Predicted scores of a user for items (popularity counts for an unknown user)."""
-        return _answer(Scores, self.engine.score, user_id, item_ids)
+        return self._answer(Scores, "score", user_id, item_ids)
 
     @bentoml.api
-    async def model_info(self) -> ModelInfo:
+    def model_info(self) -> ModelInfo:
         """The served model: ZenML model version, training time, metrics and sizes."""
         return ModelInfo(**self.engine.info(self.model_tag, self.labels))
+
+    def _answer(self, model_type, method: str, *args):
+        try:
+            return model_type(**getattr(self.engine, method)(*args))
+        except RequestError as error:
+            return JSONResponse(
+                {"error": str(error), "field": error.field}, status_code=error.status
+            )
 
 
 def _packaged_model() -> bentoml.Model:
@@ -197,18 +206,8 @@ def _packaged_model() -> bentoml.Model:
         ) from exc
 
 
-def _error(error: RequestError) -> JSONResponse:
-    return JSONResponse({"error": str(error), "field": error.field}, status_code=error.status)
-
-
-def _answer(model_type, method, *args):
-    try:
-        return model_type(**method(*args))
-    except RequestError as error:
-        return _error(error)
-
-
 API_PATHS = tuple(api.route for api in WalsrecService.apis.values())
+
 _OWN_ROUTES = {}
 _METRICS = None
 if _flag("WALSREC_METRICS", True):

@@ -17,8 +17,10 @@ import uuid
 import pytest
 
 from serving.cli import serve
+from serving.schemas import MAX_ANSWER_ITEMS, MAX_BATCH_K, MAX_BATCH_USERS, MAX_RATING
 from tests.serving.conftest import (
     API_ENDPOINTS,
+    N_ITEMS,
     LiveServer,
     start_server,
 )
@@ -155,6 +157,60 @@ def test_bearer_scheme_is_case_insensitive(live_server: LiveServer, authorizatio
         "/recommend", {"user_id": "u0"}, headers={"Authorization": authorization}, token=False
     )
     assert got == status
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user_id": "u0", "k": True}, "k"),
+        ({"user_id": "u0", "k": "10"}, "k"),
+        ({"user_id": "u0", "k": 10.0}, "k"),
+        ({"user_id": "u0", "exclude_seen": "true"}, "exclude_seen"),
+        ({"user_id": "u0", "exclude_seen": 1}, "exclude_seen"),
+        ({"user_id": True}, "user_id"),
+        ({"user_id": 1.5}, "user_id"),
+        ({"user_id": 10**19}, "user_id"),
+        ({"user_id": "u0", "k": MAX_ANSWER_ITEMS + 1}, "k"),
+    ],
+)
+def test_inputs_are_strict(live_server: LiveServer, body, field) -> None:
+    status, answer = live_server.post("/recommend", body)
+    assert status == 400, answer
+    assert answer["detail"][0]["loc"][0] == field
+
+
+def test_integer_ids_are_read_as_strings(live_server: LiveServer) -> None:
+    status, answer = live_server.post("/recommend", {"user_id": 42, "k": 2})
+    assert status == 200 and answer["user_id"] == "42" and answer["fallback"] is True
+
+
+def test_extreme_ratings_are_a_4xx_naming_the_field(live_server: LiveServer) -> None:
+    status, answer = live_server.post(
+        "/recommend_for_items", {"item_ids": ["i1", "i2"], "ratings": [3, 1e20]}
+    )
+    assert status == 400 and answer["detail"][0]["loc"] == ["ratings", 1]
+    for ratings in ([True], ["5"]):
+        status, answer = live_server.post(
+            "/recommend_for_items", {"item_ids": ["i1"], "ratings": ratings}
+        )
+        assert status == 400 and answer["detail"][0]["loc"] == ["ratings", 0]
+    # The largest accepted rating, summed over a thousand copies of one item, still solves.
+    body = {"item_ids": ["i1"] * 1000, "ratings": [MAX_RATING] * 1000, "k": 3}
+    status, answer = live_server.post("/recommend_for_items", body)
+    assert status == 200 and len(answer["items"]) == 3
+
+
+def test_answer_size_is_capped(live_server: LiveServer) -> None:
+    users = [f"u{i % 40}" for i in range(MAX_BATCH_USERS)]
+    status, answer = live_server.post("/recommend_batch", {"user_ids": users, "k": MAX_BATCH_K})
+    assert status == 200
+    assert sum(len(result["items"]) for result in answer["results"]) <= MAX_ANSWER_ITEMS
+    status, answer = live_server.post(
+        "/recommend_batch", {"user_ids": ["u1"], "k": MAX_BATCH_K + 1}
+    )
+    assert status == 400 and answer["detail"][0]["loc"] == ["k"]
+    status, answer = live_server.post("/recommend", {"user_id": "u1", "k": N_ITEMS + 1})
+    assert status == 400 and answer["field"] == "k"
 
 
 def test_a_set_but_empty_token_refuses_to_start(packaged_model: str, tmp_path) -> None:
