@@ -120,6 +120,23 @@ class Scores(BaseModel):
     unknown_items: list[str]
 
 
+class ValidationIssue(BaseModel):
+    """One field a request got wrong (pydantic's error, without the input)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx: `error` says what is wrong; `field` (rules needing the model, or the
+    guard's) or `detail` (schema validation) names the field at fault."""
+
+    error: str
+    field: str | None = None
+    detail: list[ValidationIssue] | None = None
+
+
 class ModelInfo(BaseModel):
     bento_model: str
     model_name: str

@@ -3,12 +3,12 @@
     bentoml serve serving.service:WalsrecService      # or: python run.py serve
 
 Endpoints (POST, JSON only): /recommend, /recommend_batch, /recommend_for_items, /similar_items,
-/score, /model_info; BentoML's /healthz, /livez and /readyz; /metrics served by the guard
-(serving/guard.py), which answers every 401, 413 and 415 before BentoML sees the request. The
-model is the BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another; it is loaded
-once per worker. The endpoints are sync, so their NumPy work runs in BentoML's thread pool, off
-the event loop. This module imports neither ZenML nor TensorFlow, so a worker starts in about a
-second.
+/score, /model_info; BentoML's /healthz, /livez and /readyz; /metrics and /docs.json served by
+the guard (serving/guard.py), which answers every 401, 413 and 415 before BentoML sees the
+request. The model is the BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another;
+it is loaded once per worker. The endpoints are sync, so their NumPy work runs in BentoML's
+thread pool, off the event loop. This module imports neither ZenML nor TensorFlow, so a worker
+starts in about a second.
 
 Environment:
     WALSREC_API_TOKEN      bearer token required on every endpoint but health (unset: open; set
@@ -34,7 +34,7 @@ import bentoml  # noqa: E402
 from pydantic import Field  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
-from serving import http_limits  # noqa: E402
+from serving import http_limits, openapi  # noqa: E402
 from serving.guard import DEFAULT_MAX_BODY_BYTES, OPEN_PATHS, RequestGuard, read_token  # noqa: E402
 from serving.metrics import RequestMetrics, metrics_app  # noqa: E402
 from serving.recommender import OnlineRecommender, RequestError  # noqa: E402
@@ -208,11 +208,15 @@ def _packaged_model() -> bentoml.Model:
 
 API_PATHS = tuple(api.route for api in WalsrecService.apis.values())
 
-_OWN_ROUTES = {}
+_OWN_ROUTES = {
+    "/docs.json": openapi.document_app(
+        WalsrecService, _packaged_model, secured=TOKEN is not None, description=DESCRIPTION
+    ),
+}
 _METRICS = None
 if _flag("WALSREC_METRICS", True):
     _OWN_ROUTES["/metrics"] = metrics_app
-    _METRICS = RequestMetrics([*API_PATHS, *OPEN_PATHS, *_OWN_ROUTES, "/docs.json", "/"])
+    _METRICS = RequestMetrics([*API_PATHS, *OPEN_PATHS, *_OWN_ROUTES, "/"])
 
 quiet_rejected_requests()
 http_limits.install()

@@ -7,6 +7,7 @@ model, a bearer token, one worker, metrics on, a 2 s header deadline).
 from __future__ import annotations
 
 import http.client
+import json
 import random
 import re
 import socket
@@ -16,6 +17,7 @@ import uuid
 
 import pytest
 
+import walsrec
 from serving.cli import serve
 from serving.schemas import MAX_ANSWER_ITEMS, MAX_BATCH_K, MAX_BATCH_USERS, MAX_RATING
 from tests.serving.conftest import (
@@ -211,6 +213,27 @@ def test_answer_size_is_capped(live_server: LiveServer) -> None:
     assert status == 400 and answer["detail"][0]["loc"] == ["k"]
     status, answer = live_server.post("/recommend", {"user_id": "u1", "k": N_ITEMS + 1})
     assert status == 400 and answer["field"] == "k"
+
+
+def test_openapi_document_is_true_to_the_answers(live_server: LiveServer) -> None:
+    status, body = live_server.request("GET", "/docs.json")
+    assert status == 200
+    spec = json.loads(body)
+    assert spec["info"]["version"] == walsrec.__version__
+    assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    schemas = spec["components"]["schemas"]
+    assert schemas["ErrorResponse"]["properties"]["detail"]["type"] == "array"
+    for path in ("/recommend", "/recommend_batch", "/recommend_for_items", "/score"):
+        operation = spec["paths"][path]["post"]
+        assert {"200", "400", "401", "413", "415"} <= set(operation["responses"])
+        assert operation["security"] == [{"bearer": []}]
+        request = operation["requestBody"]["content"]["application/json"]["schema"]
+        k = request["properties"].get("k")
+        assert k is None or k["maximum"] <= N_ITEMS
+    answer = spec["paths"]["/recommend_for_items"]["post"]["responses"]["200"]
+    user_id = answer["content"]["application/json"]["schema"]["properties"]["user_id"]
+    assert user_id["nullable"] is True
+    assert live_server.request("GET", "/docs.json", token=False)[0] == 401
 
 
 def test_a_set_but_empty_token_refuses_to_start(packaged_model: str, tmp_path) -> None:
