@@ -6,9 +6,9 @@ Endpoints (POST, JSON only): /recommend, /recommend_batch, /recommend_for_items,
 /score, /model_info; BentoML's /healthz, /livez and /readyz; /metrics and /docs.json served by
 the guard (serving/guard.py), which answers every 401, 413 and 415 before BentoML sees the
 request. The model is the BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another;
-it is loaded once per worker. The endpoints are sync, so their NumPy work runs in BentoML's
-thread pool, off the event loop. This module imports neither ZenML nor TensorFlow, so a worker
-starts in about a second.
+it is loaded and validated once per worker (a model that fails validation is never ready). The
+endpoints are sync, so their NumPy work runs in BentoML's thread pool, off the event loop. This
+module imports neither ZenML nor TensorFlow, so a worker starts in about a second.
 
 Environment:
     WALSREC_API_TOKEN      bearer token required on every endpoint but health (unset: open; set
@@ -23,6 +23,7 @@ Environment:
 
 from __future__ import annotations
 
+import logging
 import os
 
 # One BLAS thread per worker: a request is a single matrix-vector product, and threads from
@@ -57,6 +58,8 @@ from serving.schemas import (  # noqa: E402
 )
 from walsrec.errors import WalsrecError  # noqa: E402
 from walsrec.model import RecommenderModel  # noqa: E402
+
+logger = logging.getLogger("walsrec.serving")
 
 MODEL_TAG = os.environ.get("WALSREC_MODEL_TAG", "walsrec:latest")
 try:
@@ -96,16 +99,31 @@ DESCRIPTION = "WALS recommendations: top-k, new users by fold-in, similar items,
     metrics={"enabled": False, "namespace": "bentoml_service"},
 )
 class WalsrecService:
-    """Loads the model once per worker and answers from memory."""
+    """Loads the model once per worker and answers from memory.
+
+    A model that fails validation (walsrec.model: checksums, finite factors, indices, ids)
+    leaves the worker up but never ready: /readyz answers 503 and the log has one line naming
+    the model version and the file.
+    """
 
     # Declared so that `bentoml build` packs (and pins) this model into the Bento.
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
+        self.engine: OnlineRecommender | None = None
         stored = _packaged_model()
         self.model_tag = str(stored.tag)
         self.labels = dict(stored.info.labels)
-        self.engine = OnlineRecommender(RecommenderModel.load(stored.path))
+        try:
+            self.engine = OnlineRecommender(RecommenderModel.load(stored.path))
+        except WalsrecError as exc:
+            version = self.labels.get("zenml_version", "?")
+            logger.error(
+                "not serving model %s (ZenML version %s): %s", self.model_tag, version, exc
+            )
+
+    def __is_ready__(self) -> bool:
+        return self.engine is not None
 
     @bentoml.api
     def recommend(
@@ -174,15 +192,26 @@ class WalsrecService:
     @bentoml.api
     def model_info(self) -> ModelInfo:
         """The served model: ZenML model version, training time, metrics and sizes."""
+        if self.engine is None:
+            return _not_ready()
         return ModelInfo(**self.engine.info(self.model_tag, self.labels))
 
     def _answer(self, model_type, method: str, *args):
+        if self.engine is None:
+            return _not_ready()
         try:
             return model_type(**getattr(self.engine, method)(*args))
         except RequestError as error:
             return JSONResponse(
                 {"error": str(error), "field": error.field}, status_code=error.status
             )
+
+
+def _not_ready() -> JSONResponse:
+    return JSONResponse(
+        {"error": "model: the model failed validation at start-up (see the server log)"},
+        status_code=503,
+    )
 
 
 def _packaged_model() -> bentoml.Model:

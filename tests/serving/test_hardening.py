@@ -14,19 +14,25 @@ import socket
 import string
 import time
 import uuid
+from pathlib import Path
 
+import bentoml
+import numpy as np
 import pytest
 
 import walsrec
-from serving.cli import serve
+from serving.cli import serve, stop_server
+from serving.packaging import save_to_model_store
 from serving.schemas import MAX_ANSWER_ITEMS, MAX_BATCH_K, MAX_BATCH_USERS, MAX_RATING
 from tests.serving.conftest import (
     API_ENDPOINTS,
     N_ITEMS,
     LiveServer,
     start_server,
+    synthetic_model,
 )
 from walsrec.errors import WalsrecError
+from walsrec.model import file_sha256
 
 SERVICE_PATHS = API_ENDPOINTS | {"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/"}
 
@@ -234,6 +240,36 @@ def test_openapi_document_is_true_to_the_answers(live_server: LiveServer) -> Non
     user_id = answer["content"]["application/json"]["schema"]["properties"]["user_id"]
     assert user_id["nullable"] is True
     assert live_server.request("GET", "/docs.json", token=False)[0] == 401
+
+
+def test_a_model_that_fails_validation_is_never_ready(tmp_path) -> None:
+    tag = save_to_model_store(
+        synthetic_model(), model_name="walsrec", model_version="9", bento_model_name="walsrec-bad"
+    )
+    folder = Path(bentoml.models.get(tag).path)
+    factors = np.load(folder / "user_factors.npy")
+    factors[3] = np.nan  # a NaN row whose checksum matches: only validation can catch it
+    np.save(folder / "user_factors.npy", factors, allow_pickle=False)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta["checksums"]["user_factors.npy"] = file_sha256(folder / "user_factors.npy")
+    (folder / "metadata.json").write_text(json.dumps(meta))
+
+    server = start_server(tag, tmp_path / "server.log", ready=False)
+    try:
+        deadline = time.monotonic() + 120
+        while "not serving model" not in server.log():
+            assert server.process.poll() is None and time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        time.sleep(1)  # the worker finishes starting
+        assert server.request("GET", "/livez")[0] == 200
+        assert server.request("GET", "/readyz")[0] == 503
+        assert server.post("/recommend", {"user_id": "u0"})[0] == 503
+        log = server.log()
+        (line,) = [line for line in log.splitlines() if "not serving model" in line]
+        assert tag in line and "ZenML version 9" in line and "user_factors.npy" in line
+        assert "Traceback" not in log
+    finally:
+        stop_server(server.process, timeout=30)
 
 
 def test_a_set_but_empty_token_refuses_to_start(packaged_model: str, tmp_path) -> None:
