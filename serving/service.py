@@ -16,7 +16,7 @@ Environment:
     WALSREC_MODEL_TAG      BentoML model tag to serve (default walsrec:latest).
     WALSREC_MAX_BODY_BYTES request body cap in bytes (default 1 MiB).
     WALSREC_MAX_HEADER_BYTES, WALSREC_HEADER_TIMEOUT  request header cap (16 KiB) and deadline
-                           (10 s) (serving/http_limits.py).
+                           (10 s) (serving/http_protocol.py).
     WALSREC_WORKERS        server worker processes (default 2; see bench/serve/README.md).
     WALSREC_THREADS        endpoint threads per worker (default 2).
 """
