@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import walsrec
-from serving.cli import serve, stop_server
+from serving.cli import serve, stop_server, wait_until_ready
 from serving.packaging import save_to_model_store
 from serving.schemas import MAX_ANSWER_ITEMS, MAX_BATCH_K, MAX_BATCH_USERS, MAX_RATING
 from tests.serving.conftest import (
@@ -263,6 +263,8 @@ def test_a_model_that_fails_validation_is_never_ready(tmp_path) -> None:
         time.sleep(1)  # the worker finishes starting
         assert server.request("GET", "/livez")[0] == 200
         assert server.request("GET", "/readyz")[0] == 503
+        with pytest.raises(WalsrecError, match="model failed validation"):  # run.py serve's wait
+            wait_until_ready(f"{server.url}/readyz", server.process, timeout=30)
         assert server.post("/recommend", {"user_id": "u0"})[0] == 503
         log = server.log()
         (line,) = [line for line in log.splitlines() if "not serving model" in line]
