@@ -8,10 +8,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from serving.guard import read_token
 from walsrec.errors import WalsrecError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +29,8 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> flo
     """Poll `url` (a readiness endpoint) until it answers 200; seconds it took.
 
     Raises:
-        WalsrecError: the server exited or was not ready within `timeout` seconds.
+        WalsrecError: the server exited, answered that it will never be ready (503), or was not
+            ready within `timeout` seconds.
     """
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
@@ -39,6 +42,12 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> flo
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
                     return time.perf_counter() - started
+        except urllib.error.HTTPError as exc:
+            if exc.code == 503:  # the service's own "never ready": its model failed validation
+                raise WalsrecError(
+                    "the server is up but will not become ready: its model failed validation "
+                    "(the server's log line 'not serving model ...' names the file)"
+                ) from None
         except OSError:
             pass
         time.sleep(0.05)
@@ -113,6 +122,10 @@ def serve(
     Returns:
         The server's exit code (0 after Ctrl-C).
     """
+    try:
+        read_token(os.environ)  # the server would refuse it too, after seconds of start-up
+    except ValueError as exc:
+        raise WalsrecError(str(exc)) from None
     tag = model_tag or _latest_model_tag()
     _check_port_free(host, port)
     env = {**os.environ, "WALSREC_MODEL_TAG": tag}

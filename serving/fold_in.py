@@ -16,7 +16,7 @@ c_i = unobserved_weight + f(r_i) and target t_i, with the item design vectors q_
     b = sum_{i in O} (c_i t_i - f(r_i) o_i) q_i - unobserved_weight * Q^T o
 
 and the user's [x_u] or [x_u, b_u] is the solution of A z = b (Cholesky; A is positive definite
-because reg > 0).
+because reg > 0; a least-squares solve when rounding makes the Cholesky fail).
 """
 
 from __future__ import annotations
@@ -123,7 +123,12 @@ class FoldIn:
         lhs[np.diag_indices_from(lhs)] += regularization
         coefficients = weighted_target - extra * self.offsets[observed]
         rhs = design.T @ coefficients - self.offset_term
-        solution = scipy.linalg.cho_solve(scipy.linalg.cho_factor(lhs, lower=True), rhs)
+        try:
+            solution = scipy.linalg.cho_solve(scipy.linalg.cho_factor(lhs, lower=True), rhs)
+        except np.linalg.LinAlgError:
+            # Positive definite in exact arithmetic, but huge confidences (ratings near 1e20)
+            # can swamp the regularization in float64: an SVD least-squares solve still works.
+            solution = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
         if not np.all(np.isfinite(solution)):
             raise DataError("fold-in produced non-finite factors (the model is degenerate)")
         if self.use_biases:

@@ -1,14 +1,20 @@
-"""ASGI middleware in front of every endpoint: an optional bearer token and a body size cap.
+"""ASGI middleware in front of every endpoint: metrics, bearer token, JSON only, body size cap.
 
-Pure ASGI (no Starlette request objects), so a request costs two dict lookups when both pass.
+Pure ASGI (no Starlette request objects), so a request that passes costs a few dict lookups.
+Everything it rejects (401, 413, 415, 400 for a bad Content-Length) is answered here, before
+BentoML routes, parses or logs anything, and is counted with a bounded `endpoint` label
+(serving/metrics.py); it is not logged. The service's own endpoints that BentoML would otherwise
+answer (/metrics, /docs.json) are served from `own_routes`.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+
+from serving.metrics import RequestMetrics
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -19,17 +25,41 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 TOKEN_ENV = "WALSREC_API_TOKEN"
 OPEN_PATHS = ("/healthz", "/livez", "/readyz")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+JSON_MEDIA_TYPE = b"application/json"
+
+
+def read_token(environ: Mapping[str, str]) -> str | None:
+    """The API token from the environment: None when unset.
+
+    Raises:
+        ValueError: the variable is set but empty or blank (that once turned auth off silently).
+    """
+    token = environ.get(TOKEN_ENV)
+    if token is None:
+        return None
+    if not token.strip():
+        raise ValueError(
+            f"{TOKEN_ENV} is set but empty: set it to the token clients must send, or unset it "
+            "to serve without authentication"
+        )
+    if token != token.strip() or any(character.isspace() for character in token):
+        raise ValueError(f"{TOKEN_ENV} contains whitespace, which a bearer token cannot carry")
+    return token
 
 
 class RequestGuard:
-    """Rejects unauthenticated (401) and oversized (413) requests before they reach an endpoint.
+    """Rejects unauthenticated (401), non-JSON (415) and oversized (413) requests before they
+    reach an endpoint, and counts every request with bounded labels.
 
     Args:
         app: the wrapped ASGI app.
-        token: the bearer token every request but the health checks must carry; None or empty
-            turns authentication off.
+        token: the bearer token every request but the health checks must carry; None turns
+            authentication off. The scheme is matched case-insensitively ("bearer" works).
         max_body_bytes: largest accepted request body, by Content-Length and by bytes received.
         open_paths: paths served without a token (health and readiness probes).
+        metrics: request metrics, or None for none.
+        own_routes: path -> ASGI app answered here, after the token check (/metrics, /docs.json).
+        json_paths: paths whose POST bodies must be JSON (415 otherwise); None: every path.
     """
 
     def __init__(
@@ -38,34 +68,70 @@ class RequestGuard:
         token: str | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         open_paths: Iterable[str] = OPEN_PATHS,
+        metrics: RequestMetrics | None = None,
+        own_routes: Mapping[str, ASGIApp] | None = None,
+        json_paths: Iterable[str] | None = None,
     ) -> None:
         self.app = app
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.token = token.encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.open_paths = frozenset(open_paths)
+        self.metrics = metrics
+        self.own_routes = dict(own_routes or {})
+        self.json_paths = None if json_paths is None else frozenset(json_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.metrics is None:
+            await self._guarded(scope, receive, send)
+            return
+        endpoint = self.metrics.endpoint(scope["path"])
+        started = self.metrics.started(endpoint)
+        status = 500  # if the app fails before it answers
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, counting_send)
+        finally:
+            self.metrics.finished(endpoint, status, started)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
-        if self.expected is not None and scope["path"] not in self.open_paths:
-            given = headers.get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                await _reply(
-                    send,
-                    401,
-                    "authorization: a valid 'Authorization: Bearer <token>' header is required",
-                    [(b"www-authenticate", b"Bearer")],
+        path = scope["path"]
+        if self.token is not None and path not in self.open_paths and not self._authorized(headers):
+            await reply(
+                send,
+                401,
+                "authorization: a valid 'Authorization: Bearer <token>' header is required",
+                "authorization",
+                [(b"www-authenticate", b"Bearer")],
+            )
+            return
+        own = self.own_routes.get(path)
+        if own is not None:
+            await own(scope, receive, send)
+            return
+        if scope["method"] == "POST" and (self.json_paths is None or path in self.json_paths):
+            media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+            if media_type != JSON_MEDIA_TYPE:
+                await reply(
+                    send, 415, "content-type: only application/json is accepted", "content-type"
                 )
                 return
         length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():
-                await _reply(send, 400, "content-length: not a number")
+                await reply(send, 400, "content-length: not a number", "content-length")
                 return
             if int(length) > self.max_body_bytes:
-                await _reply(send, 413, self._too_large())
+                await reply(send, 413, self._too_large(), "body")
                 return
             await self.app(scope, receive, send)
             return
@@ -80,7 +146,7 @@ class RequestGuard:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_body_bytes:
-                await _reply(send, 413, self._too_large())
+                await reply(send, 413, self._too_large(), "body")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -97,12 +163,22 @@ class RequestGuard:
 
         await self.app(scope, replay, send)
 
+    def _authorized(self, headers: dict[bytes, bytes]) -> bool:
+        # RFC 7235: the scheme is case-insensitive, one or more spaces before the credentials.
+        scheme, _, credentials = headers.get(b"authorization", b"").partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(
+            credentials.strip(b" "), self.token
+        )
+
     def _too_large(self) -> str:
         return f"body: request body exceeds {self.max_body_bytes} bytes"
 
 
-async def _reply(send: Send, status: int, message: str, extra_headers: list | None = None) -> None:
-    body = json.dumps({"error": message}).encode()
+async def reply(
+    send: Send, status: int, message: str, field: str, extra_headers: list | None = None
+) -> None:
+    """A JSON error answer `{"error", "field"}` (the service's ErrorResponse)."""
+    body = json.dumps({"error": message, "field": field}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send(
         {

@@ -1,40 +1,83 @@
 """Request field types and response models of the HTTP API (pydantic; they make the OpenAPI).
 
 Limits keep one request cheap: the body cap (serving/guard.py) bounds the bytes, these bound the
-work. A request over a limit gets a 400 naming the field.
+work. A request over a limit gets a 400 naming the field. Inputs are strict: a JSON `true` is not
+an integer, `"10"` is not a number (ids alone accept JSON integers, read as strings).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 
 MAX_ID_LENGTH = 256
+MAX_INTEGER_ID = 10**18  # JSON integers as ids: |id| at most this
 MAX_BATCH_USERS = 1_000
 MAX_GIVEN_ITEMS = 1_000
 MAX_LISTED_ITEMS = 10_000
 MAX_SCORED_ITEMS = 10_000
-MAX_K = 100_000
+# Items in one answer, summed over its users (users x k): bounds the answer's bytes (about 70 per
+# item) and the work of building it, whatever the catalog size (MovieLens-20M has 26,744 items).
+# Field limits keep to it: k <= MAX_ANSWER_ITEMS, and k <= MAX_BATCH_K for a batch of up to
+# MAX_BATCH_USERS users, so the OpenAPI schema states the whole rule.
+MAX_ANSWER_ITEMS = 50_000
+MAX_BATCH_K = MAX_ANSWER_ITEMS // MAX_BATCH_USERS
+# Ratings and counts above this are refused: far beyond any real rating or play count, and the
+# fold-in's least-squares solve stays well conditioned below it (1e20 once broke its Cholesky).
+MAX_RATING = 1e6
 
 
 def _id_as_text(value: Any) -> Any:
     """Ids are strings; JSON integers (ids like 42) are accepted and read as "42"."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INTEGER_ID:
         return str(value)
-    return value
+    return value  # anything else is left to the strict string check, which refuses it
 
 
 Id = Annotated[
     str,
     BeforeValidator(_id_as_text),
-    Field(min_length=1, max_length=MAX_ID_LENGTH, description="an original user or item id"),
+    Field(
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        strict=True,
+        description="an original user or item id",
+    ),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+                {"type": "integer", "minimum": -MAX_INTEGER_ID, "maximum": MAX_INTEGER_ID},
+            ],
+            "description": "an original user or item id (a JSON integer is read as its digits)",
+        }
+    ),
 ]
 TopK = Annotated[
     int,
-    Field(ge=1, le=MAX_K, description="items to return, at most the number of items"),
+    Field(
+        ge=1,
+        le=MAX_ANSWER_ITEMS,
+        strict=True,
+        description=f"items to return: at most the number of items and {MAX_ANSWER_ITEMS}",
+    ),
 ]
-Rating = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+BatchTopK = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_BATCH_K,
+        strict=True,
+        description=f"items to return per user: at most the number of items and {MAX_BATCH_K} "
+        f"(users x k stays within {MAX_ANSWER_ITEMS})",
+    ),
+]
+Flag = Annotated[bool, Field(strict=True)]
+Rating = Annotated[
+    float,
+    Field(ge=0, le=MAX_RATING, allow_inf_nan=False, strict=True, description="rating or count"),
+]
 
 
 class ScoredItem(BaseModel):
@@ -75,6 +118,23 @@ class Scores(BaseModel):
     fallback: bool
     scores: list[ItemScore]
     unknown_items: list[str]
+
+
+class ValidationIssue(BaseModel):
+    """One field a request got wrong (pydantic's error, without the input)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx: `error` says what is wrong; `field` (rules needing the model, or the
+    guard's) or `detail` (schema validation) names the field at fault."""
+
+    error: str
+    field: str | None = None
+    detail: list[ValidationIssue] | None = None
 
 
 class ModelInfo(BaseModel):

@@ -2,20 +2,28 @@
 
     bentoml serve serving.service:WalsrecService      # or: python run.py serve
 
-Endpoints (POST, JSON): /recommend, /recommend_batch, /recommend_for_items, /similar_items,
-/score, /model_info; BentoML's own /healthz, /livez, /readyz and /metrics. The model is the
-BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another; it is loaded once per
-worker. This module imports neither ZenML nor TensorFlow, so a worker starts in about a second.
+Endpoints (POST, JSON only): /recommend, /recommend_batch, /recommend_for_items, /similar_items,
+/score, /model_info; BentoML's /healthz, /livez and /readyz; /metrics and /docs.json served by
+the guard (serving/guard.py), which answers every 401, 413 and 415 before BentoML sees the
+request. The model is the BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another;
+it is loaded and validated once per worker (a model that fails validation is never ready). The
+endpoints are sync, so their NumPy work runs in BentoML's thread pool, off the event loop. This
+module imports neither ZenML nor TensorFlow, so a worker starts in about a second.
 
 Environment:
-    WALSREC_API_TOKEN      bearer token required on every endpoint but health (unset: open).
+    WALSREC_API_TOKEN      bearer token required on every endpoint but health (unset: open; set
+                           but empty: the server refuses to start).
     WALSREC_MODEL_TAG      BentoML model tag to serve (default walsrec:latest).
     WALSREC_MAX_BODY_BYTES request body cap in bytes (default 1 MiB).
+    WALSREC_MAX_HEADER_BYTES, WALSREC_HEADER_TIMEOUT  request header cap (16 KiB) and deadline
+                           (10 s) (serving/http_protocol.py).
     WALSREC_WORKERS        server worker processes (default 2; see bench/serve/README.md).
+    WALSREC_THREADS        endpoint threads per worker (default 2).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 # One BLAS thread per worker: a request is a single matrix-vector product, and threads from
@@ -27,14 +35,19 @@ import bentoml  # noqa: E402
 from pydantic import Field  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
-from serving.guard import DEFAULT_MAX_BODY_BYTES, TOKEN_ENV, RequestGuard  # noqa: E402
+from serving import http_limits, openapi  # noqa: E402
+from serving.guard import DEFAULT_MAX_BODY_BYTES, OPEN_PATHS, RequestGuard, read_token  # noqa: E402
+from serving.metrics import RequestMetrics, metrics_app  # noqa: E402
 from serving.recommender import OnlineRecommender, RequestError  # noqa: E402
+from serving.rejections import quiet_rejected_requests  # noqa: E402
 from serving.schemas import (  # noqa: E402
     MAX_BATCH_USERS,
     MAX_GIVEN_ITEMS,
     MAX_LISTED_ITEMS,
     MAX_SCORED_ITEMS,
     BatchRecommendations,
+    BatchTopK,
+    Flag,
     Id,
     ModelInfo,
     Rating,
@@ -46,7 +59,14 @@ from serving.schemas import (  # noqa: E402
 from walsrec.errors import WalsrecError  # noqa: E402
 from walsrec.model import RecommenderModel  # noqa: E402
 
+logger = logging.getLogger("walsrec.serving")
+
 MODEL_TAG = os.environ.get("WALSREC_MODEL_TAG", "walsrec:latest")
+try:
+    # Checked on import, so `bentoml serve` stops before it starts a worker.
+    TOKEN = read_token(os.environ)
+except ValueError as exc:
+    raise WalsrecError(str(exc)) from None
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -56,83 +76,97 @@ def _flag(name: str, default: bool) -> bool:
 ItemList = list[Id]
 
 
+DESCRIPTION = "WALS recommendations: top-k, new users by fold-in, similar items, scores."
+
+
 @bentoml.service(
     name="walsrec",
-    description="WALS recommendations: top-k, new users by fold-in, similar items, scores.",
+    description=DESCRIPTION,
     http={"host": "127.0.0.1", "port": 3000},
     workers=int(os.environ.get("WALSREC_WORKERS", "2")),
+    # The endpoints are sync, so BentoML runs them in a pool of this many threads per worker:
+    # NumPy's work stays off the event loop (health checks and rejections are never stuck
+    # behind it) and at most this many requests per worker compute at once.
+    threads=int(os.environ.get("WALSREC_THREADS", "2")),
     # A log line per request raised p99 by ~25% at c=32 (bench/serve); metrics stay on /metrics.
     logging={"access": {"enabled": _flag("WALSREC_ACCESS_LOG", False)}},
     traffic={"timeout": 30},
     # OpenTelemetry makes five spans per request even when nothing exports them: that was the
     # largest part of BentoML's per-request cost. WALSREC_TRACING=1 keeps them.
     tracing={"excluded_urls": None if _flag("WALSREC_TRACING", False) else [".*"]},
-    metrics={"enabled": _flag("WALSREC_METRICS", True), "namespace": "bentoml_service"},
+    # BentoML's metrics label requests by raw path, outside our guard: unbounded. Ours replace
+    # them (serving/metrics.py), served at /metrics by the guard.
+    metrics={"enabled": False, "namespace": "bentoml_service"},
 )
 class WalsrecService:
-    """Loads the model once per worker and answers from memory."""
+    """Loads the model once per worker and answers from memory.
+
+    A model that fails validation (walsrec.model: checksums, finite factors, indices, ids)
+    leaves the worker up but never ready: /readyz answers 503 and the log has one line naming
+    the model version and the file.
+    """
 
     # Declared so that `bentoml build` packs (and pins) this model into the Bento.
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
+        self.engine: OnlineRecommender | None = None
         stored = _packaged_model()
         self.model_tag = str(stored.tag)
         self.labels = dict(stored.info.labels)
-        self.engine = OnlineRecommender(RecommenderModel.load(stored.path))
+        try:
+            self.engine = OnlineRecommender(RecommenderModel.load(stored.path))
+        except WalsrecError as exc:
+            version = self.labels.get("zenml_version", "?")
+            logger.error(
+                "not serving model %s (ZenML version %s): %s", self.model_tag, version, exc
+            )
+
+    def __is_ready__(self) -> bool:
+        return self.engine is not None
 
     @bentoml.api
-    async def recommend(
+    def recommend(
         self,
         user_id: Id,
         k: TopK = 10,
-        exclude_seen: bool = True,
+        exclude_seen: Flag = True,
         allow_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
         deny_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
     ) -> Recommendations:
         """Top-k items for a user; an unknown user gets the most popular items, flagged
         `fallback`. `allow_items` restricts the candidates, `deny_items` removes some."""
-        return _answer(
-            Recommendations,
-            self.engine.recommend,
-            user_id,
-            k,
-            exclude_seen,
-            allow_items,
-            deny_items,
+        return self._answer(
+            Recommendations, "recommend", user_id, k, exclude_seen, allow_items, deny_items
         )
 
     @bentoml.api
-    async def recommend_batch(
+    def recommend_batch(
         self,
         user_ids: list[Id] = Field(min_length=1, max_length=MAX_BATCH_USERS),
-        k: TopK = 10,
-        exclude_seen: bool = True,
+        k: BatchTopK = 10,
+        exclude_seen: Flag = True,
     ) -> BatchRecommendations:
-        """Top-k for many users in one call (same rules as /recommend)."""
-        try:
-            self.engine.check_k(k)
-            results = [self.engine.recommend(user, k, exclude_seen) for user in user_ids]
-        except RequestError as error:
-            return _error(error)
-        return BatchRecommendations(results=results)
+        """Top-k for many users in one call (same rules as /recommend), scored as one matrix
+        product per block of users."""
+        return self._answer(BatchRecommendations, "recommend_batch", user_ids, k, exclude_seen)
 
     @bentoml.api
-    async def recommend_for_items(
+    def recommend_for_items(
         self,
         item_ids: list[Id] = Field(min_length=1, max_length=MAX_GIVEN_ITEMS),
         ratings: list[Rating] | None = Field(None, max_length=MAX_GIVEN_ITEMS),
         k: TopK = 10,
-        exclude_given: bool = True,
+        exclude_given: Flag = True,
         allow_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
         deny_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
     ) -> Recommendations:
         """Top-k for a new user described by items (and optional ratings, one per item),
         folded into the model with the training's least-squares solve. Unknown items are
         listed back in `unknown_items`."""
-        return _answer(
+        return self._answer(
             Recommendations,
-            self.engine.recommend_for_items,
+            "recommend_for_items",
             item_ids,
             ratings,
             k,
@@ -142,23 +176,42 @@ class WalsrecService:
         )
 
     @bentoml.api
-    async def similar_items(self, item_id: Id, k: TopK = 10) -> SimilarItems:
+    def similar_items(self, item_id: Id, k: TopK = 10) -> SimilarItems:
         """The k items closest to `item_id` (cosine similarity of the item factors)."""
-        return _answer(SimilarItems, self.engine.similar_items, item_id, k)
+        return self._answer(SimilarItems, "similar_items", item_id, k)
 
     @bentoml.api
-    async def score(
+    def score(
         self,
         user_id: Id,
         item_ids: list[Id] = Field(min_length=1, max_length=MAX_SCORED_ITEMS),
     ) -> Scores:
         """Predicted scores of a user for items (popularity counts for an unknown user)."""
-        return _answer(Scores, self.engine.score, user_id, item_ids)
+        return self._answer(Scores, "score", user_id, item_ids)
 
     @bentoml.api
-    async def model_info(self) -> ModelInfo:
+    def model_info(self) -> ModelInfo:
         """The served model: ZenML model version, training time, metrics and sizes."""
+        if self.engine is None:
+            return _not_ready()
         return ModelInfo(**self.engine.info(self.model_tag, self.labels))
+
+    def _answer(self, model_type, method: str, *args):
+        if self.engine is None:
+            return _not_ready()
+        try:
+            return model_type(**getattr(self.engine, method)(*args))
+        except RequestError as error:
+            return JSONResponse(
+                {"error": str(error), "field": error.field}, status_code=error.status
+            )
+
+
+def _not_ready() -> JSONResponse:
+    return JSONResponse(
+        {"error": "model: the model failed validation at start-up (see the server log)"},
+        status_code=503,
+    )
 
 
 def _packaged_model() -> bentoml.Model:
@@ -182,19 +235,25 @@ def _packaged_model() -> bentoml.Model:
         ) from exc
 
 
-def _error(error: RequestError) -> JSONResponse:
-    return JSONResponse({"error": str(error), "field": error.field}, status_code=error.status)
+API_PATHS = tuple(api.route for api in WalsrecService.apis.values())
 
+_OWN_ROUTES = {
+    "/docs.json": openapi.document_app(
+        WalsrecService, _packaged_model, secured=TOKEN is not None, description=DESCRIPTION
+    ),
+}
+_METRICS = None
+if _flag("WALSREC_METRICS", True):
+    _OWN_ROUTES["/metrics"] = metrics_app
+    _METRICS = RequestMetrics([*API_PATHS, *OPEN_PATHS, *_OWN_ROUTES, "/"])
 
-def _answer(model_type, method, *args):
-    try:
-        return model_type(**method(*args))
-    except RequestError as error:
-        return _error(error)
-
-
+quiet_rejected_requests()
+http_limits.install()
 WalsrecService.add_asgi_middleware(
     RequestGuard,
-    token=os.environ.get(TOKEN_ENV) or None,
+    token=TOKEN,
     max_body_bytes=int(os.environ.get("WALSREC_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+    metrics=_METRICS,
+    own_routes=_OWN_ROUTES,
+    json_paths=API_PATHS,
 )

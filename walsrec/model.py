@@ -8,7 +8,8 @@ popularity (the fallback for unknown users), item titles and the training metada
 On disk it is a folder of plain files, never a pickle (a pickled model is code execution for
 whoever can write the artifact store):
 
-    metadata.json          format_version, WALS config, global mean, history, metrics, sizes
+    metadata.json          format_version, WALS config, global mean, history, metrics, sizes,
+                           SHA-256 checksums of the other files (version 3)
     user_factors.npy       float32 [n_users, n_factors]
     item_factors.npy       float32 [n_items, n_factors]
     user_bias.npy          float32 [n_users]   (only with biases)
@@ -19,8 +20,14 @@ whoever can write the artifact store):
                            CSR float32 [n_items, n_items] (only for a blended model; version 2)
     user_ids.json, item_ids.json, item_titles.json
 
-Format version 2 added the item-item files and `blend_weight` in metadata.json; version 1
-folders (no item-item part) still load. A blended model scores
+Format version 2 added the item-item files and `blend_weight` in metadata.json; version 3 adds
+`checksums` to metadata.json, the SHA-256 of every other file, checked by `load` (a truncated,
+edited or swapped file is refused, naming it). Version 1 and 2 folders still load, with a
+warning that their files cannot be verified. `load` also validates what it read (finite
+numbers, indices in range, unique ids that match the arrays' shapes: `RecommenderModel.validate`)
+so a damaged model fails at load with a DataError naming the file, not later with wrong answers.
+
+A blended model scores
 
     (1 - blend_weight) * (x_u . y_i + biases) + blend_weight * sum_{j in I_u} S[j, i]
 
@@ -30,7 +37,9 @@ with I_u the user's training items (`seen`): `blend_scores` is that formula, use
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +49,12 @@ import scipy.sparse as sp
 
 from walsrec.errors import DataError
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+FIRST_CHECKSUMMED_VERSION = 3
 FORMAT_NAME = "walsrec-model"
+
+logger = logging.getLogger(__name__)
 
 
 def score_rows(model: Any, users: np.ndarray) -> np.ndarray:
@@ -237,11 +249,14 @@ class RecommenderModel:
             arrays["item_item_indptr"] = self.item_item.indptr.astype(np.int64)
             arrays["item_item_indices"] = self.item_item.indices.astype(np.int32)
             arrays["item_item_data"] = self.item_item.data.astype(np.float32)
+        written = []
         for name, array in arrays.items():
             np.save(directory / f"{name}.npy", array, allow_pickle=False)
+            written.append(f"{name}.npy")
         _write_json(directory / "user_ids.json", [str(u) for u in self.user_ids])
         _write_json(directory / "item_ids.json", [str(i) for i in self.item_ids])
         _write_json(directory / "item_titles.json", self.item_titles)
+        written += ["user_ids.json", "item_ids.json", "item_titles.json"]
         _write_json(
             directory / "metadata.json",
             {
@@ -256,75 +271,190 @@ class RecommenderModel:
                 "blend_weight": float(self.blend_weight),
                 "config": self.config,
                 "metadata": self.metadata,
+                "checksums": {name: file_sha256(directory / name) for name in written},
             },
         )
 
     @classmethod
     def load(cls, directory: str | Path) -> RecommenderModel:
-        """Read a model written by `save`; a clear DataError for anything else."""
+        """Read a model written by `save`, verify and validate it; a DataError naming the file
+        for anything else (a missing, truncated, edited or inconsistent file)."""
         directory = Path(directory)
         meta_path = directory / "metadata.json"
         if not meta_path.is_file():
             raise DataError(f"{directory} is not a walsrec model: metadata.json is missing")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT_NAME:
-            raise DataError(f"{meta_path}: not a walsrec model (format {meta.get('format')!r})")
-        if meta.get("format_version") not in READABLE_VERSIONS:
+        meta = _read_json(meta_path)
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            format_name = meta.get("format") if isinstance(meta, dict) else None
+            raise DataError(f"{meta_path}: not a walsrec model (format {format_name!r})")
+        version = meta.get("format_version")
+        if version not in READABLE_VERSIONS:
             raise DataError(
-                f"{meta_path}: model format version {meta.get('format_version')} is not "
+                f"{meta_path}: model format version {version} is not "
                 f"supported by this walsrec (reads versions "
                 f"{', '.join(map(str, READABLE_VERSIONS))}); retrain the model"
             )
+        checksums = meta.get("checksums")
+        if version >= FIRST_CHECKSUMMED_VERSION:
+            if not isinstance(checksums, dict):
+                raise DataError(f"{meta_path}: the checksums of the model's files are missing")
+        else:
+            checksums = None
+            logger.warning(
+                "%s: model format version %s records no checksums, so its files are not "
+                "verified; save the model again to add them",
+                directory,
+                version,
+            )
+
+        def verified(name: str) -> Path:
+            path = directory / name
+            if not path.is_file():
+                raise DataError(f"{path}: missing from the model folder")
+            if checksums is not None:
+                if name not in checksums:
+                    raise DataError(f"{path}: has no checksum in metadata.json")
+                if file_sha256(path) != checksums[name]:
+                    raise DataError(
+                        f"{path}: SHA-256 does not match metadata.json (the file was changed, "
+                        "truncated or swapped since the model was saved)"
+                    )
+            return path
 
         def array(name: str) -> np.ndarray:
-            return np.load(directory / f"{name}.npy", allow_pickle=False)
+            path = verified(f"{name}.npy")
+            try:
+                return np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise DataError(f"{path}: not a readable .npy array ({exc})") from exc
 
         def optional(name: str) -> np.ndarray | None:
-            path = directory / f"{name}.npy"
-            return np.load(path, allow_pickle=False) if path.is_file() else None
+            return array(name) if (directory / f"{name}.npy").is_file() else None
 
-        user_ids = np.array(_read_json(directory / "user_ids.json"), dtype=object)
-        item_ids = np.array(_read_json(directory / "item_ids.json"), dtype=object)
-        seen = sp.csr_matrix(
-            (array("seen_data"), array("seen_indices"), array("seen_indptr")),
-            shape=(len(user_ids), len(item_ids)),
-        )
+        def json_file(name: str) -> Any:
+            return _read_json(verified(name))
+
+        user_ids = _id_array(json_file("user_ids.json"), directory / "user_ids.json")
+        item_ids = _id_array(json_file("item_ids.json"), directory / "item_ids.json")
+        seen = _csr(directory, "seen", array, (len(user_ids), len(item_ids)))
         item_item = None
         if meta.get("has_item_item"):
-            item_item = sp.csr_matrix(
-                (
-                    array("item_item_data"),
-                    array("item_item_indices"),
-                    array("item_item_indptr"),
-                ),
-                shape=(len(item_ids), len(item_ids)),
+            item_item = _csr(directory, "item_item", array, (len(item_ids), len(item_ids)))
+        titles = json_file("item_titles.json")
+        if not isinstance(titles, dict):
+            raise DataError(f"{directory / 'item_titles.json'}: expected an object of titles")
+        try:
+            model = cls(
+                user_factors=array("user_factors"),
+                item_factors=array("item_factors"),
+                user_bias=optional("user_bias"),
+                item_bias=optional("item_bias"),
+                global_mean=float(meta["global_mean"]),
+                user_ids=user_ids,
+                item_ids=item_ids,
+                seen=seen,
+                item_popularity=array("item_popularity"),
+                item_titles=titles,
+                config=meta.get("config", {}),
+                metadata=meta.get("metadata", {}),
+                item_item=item_item,
+                blend_weight=float(meta.get("blend_weight", 0.0)),
             )
-        model = cls(
-            user_factors=array("user_factors"),
-            item_factors=array("item_factors"),
-            user_bias=optional("user_bias"),
-            item_bias=optional("item_bias"),
-            global_mean=float(meta["global_mean"]),
-            user_ids=user_ids,
-            item_ids=item_ids,
-            seen=seen,
-            item_popularity=array("item_popularity"),
-            item_titles=_read_json(directory / "item_titles.json"),
-            config=meta.get("config", {}),
-            metadata=meta.get("metadata", {}),
-            item_item=item_item,
-            blend_weight=float(meta.get("blend_weight", 0.0)),
-        )
-        if model.user_factors.shape != (meta["n_users"], meta["n_factors"]) or (
-            model.item_factors.shape != (meta["n_items"], meta["n_factors"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{meta_path}: invalid model metadata ({exc})") from exc
+        model.validate(directory)
+        if model.user_factors.shape != (meta.get("n_users"), meta.get("n_factors")) or (
+            model.item_factors.shape != (meta.get("n_items"), meta.get("n_factors"))
         ):
-            raise DataError(f"{directory}: factor shapes do not match metadata.json")
+            raise DataError(f"{meta_path}: factor shapes do not match metadata.json")
         return model
+
+    def validate(self, directory: str | Path = "model") -> None:
+        """Raise a DataError naming the file (in `directory`) of the first inconsistency: factor
+        shapes, ids (unique, one per row), biases and popularity (one per row), non-finite
+        numbers, interaction and item-item indices out of range."""
+        directory = Path(directory)
+        for name in ("user_factors", "item_factors"):
+            factors = getattr(self, name)
+            if factors.ndim != 2 or not np.issubdtype(factors.dtype, np.floating):
+                raise DataError(f"{directory / name}.npy: expected a 2-D float array")
+        if self.user_factors.shape[1] != self.item_factors.shape[1]:
+            raise DataError(
+                f"{directory / 'item_factors.npy'}: {self.item_factors.shape[1]} factors, the "
+                f"user factors have {self.user_factors.shape[1]}"
+            )
+        for kind, ids, rows in (
+            ("user", self.user_ids, self.n_users),
+            ("item", self.item_ids, self.n_items),
+        ):
+            path = directory / f"{kind}_ids.json"
+            if len(ids) != rows:
+                raise DataError(f"{path}: {len(ids)} ids for {rows} rows of {kind} factors")
+            if len(set(ids)) != len(ids):
+                raise DataError(f"{path}: the ids are not unique")
+        for name, values, size in (
+            ("user_bias", self.user_bias, self.n_users),
+            ("item_bias", self.item_bias, self.n_items),
+            ("item_popularity", self.item_popularity, self.n_items),
+        ):
+            if values is not None and np.shape(values) != (size,):
+                raise DataError(f"{directory / name}.npy: shape {np.shape(values)}, not ({size},)")
+        numbers = {
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+            "user_bias": self.user_bias,
+            "item_bias": self.item_bias,
+            "item_popularity": self.item_popularity,
+            "seen_data": self.seen.data,
+            "item_item_data": None if self.item_item is None else self.item_item.data,
+        }
+        for name, values in numbers.items():
+            if values is not None and not np.all(np.isfinite(values)):
+                raise DataError(f"{directory / name}.npy: holds NaN or infinite values")
+        if not np.isfinite(self.global_mean):
+            raise DataError(f"{directory / 'metadata.json'}: global_mean is not finite")
 
 
 def _write_json(path: Path, value: object) -> None:
     path.write_text(json.dumps(value, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-def _read_json(path: Path) -> object:
-    return json.loads(path.read_text(encoding="utf-8"))
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not readable JSON ({exc})") from exc
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _id_array(ids: Any, path: Path) -> np.ndarray:
+    if not isinstance(ids, list) or not all(isinstance(value, str) for value in ids):
+        raise DataError(f"{path}: expected a JSON list of string ids")
+    return np.array(ids, dtype=object)
+
+
+def _csr(directory: Path, name: str, array: Any, shape: tuple[int, int]) -> sp.csr_matrix:
+    """A CSR matrix from its three .npy files, its structure checked against `shape`."""
+    data, indices, indptr = array(f"{name}_data"), array(f"{name}_indices"), array(f"{name}_indptr")
+    rows, columns = shape
+    problem = None
+    if indptr.ndim != 1 or indptr.size != rows + 1 or not np.issubdtype(indptr.dtype, np.integer):
+        problem = f"{name}_indptr.npy: expected {rows + 1} integer offsets"
+    elif indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != indices.size:
+        problem = f"{name}_indptr.npy: offsets are not a valid CSR index"
+    elif indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+        problem = f"{name}_indices.npy: expected 1-D integer indices"
+    elif indices.size and (indices.min() < 0 or indices.max() >= columns):
+        problem = f"{name}_indices.npy: an index is outside [0, {columns})"
+    elif data.shape != indices.shape:
+        problem = f"{name}_data.npy: {data.size} values for {indices.size} indices"
+    if problem is not None:
+        raise DataError(f"{directory / problem}")
+    return sp.csr_matrix((data, indices, indptr), shape=shape)

@@ -131,7 +131,7 @@ def test_save_load_round_trip_and_version_1_folders(small, tmp_path: Path) -> No
     blended = blend_model(_model(small), BlendConfig(item_item_weight=0.4, method="knn"))
     blended.save(tmp_path / "v2")
     meta = json.loads((tmp_path / "v2" / "metadata.json").read_text())
-    assert meta["format_version"] == 2 and meta["blend_weight"] == pytest.approx(0.4)
+    assert meta["format_version"] == 3 and meta["blend_weight"] == pytest.approx(0.4)
     assert not list((tmp_path / "v2").glob("*.pkl"))
     loaded = RecommenderModel.load(tmp_path / "v2")
     assert (loaded.item_item != blended.item_item).nnz == 0
@@ -149,9 +149,9 @@ def test_save_load_round_trip_and_version_1_folders(small, tmp_path: Path) -> No
     assert not old.blended
     np.testing.assert_array_equal(old.score_users(users), plain.score_users(users))
 
-    meta["format_version"] = 3
+    meta["format_version"] = 4
     (tmp_path / "v1" / "metadata.json").write_text(json.dumps(meta))
-    with pytest.raises(DataError, match="format version 3"):
+    with pytest.raises(DataError, match="format version 4"):
         RecommenderModel.load(tmp_path / "v1")
 
 

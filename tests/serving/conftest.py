@@ -1,13 +1,24 @@
-"""A small synthetic model in the (temporary) BentoML model store, and the service in-process."""
+"""A small synthetic model in the (temporary) BentoML model store, the service in-process, and
+the service as a real `bentoml serve` process answering HTTP on localhost."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 import scipy.sparse as sp
 
+from serving.cli import serve_command, stop_server, wait_until_ready
+from tests.conftest import PROJECT_ROOT
 from tests.pipelines.conftest import train_config  # noqa: F401  (shared fixture)
 from walsrec.model import RecommenderModel
 
@@ -86,3 +97,124 @@ def client(service):
 
     with TestClient(service.to_asgi()) as test_client:
         yield test_client
+
+
+API_TOKEN = "live-server-token"
+API_ENDPOINTS = frozenset(
+    [
+        "/recommend",
+        "/recommend_batch",
+        "/recommend_for_items",
+        "/similar_items",
+        "/score",
+        "/model_info",
+    ]
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A `bentoml serve serving.service:WalsrecService` process on 127.0.0.1."""
+
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+    token: str | None = API_TOKEN
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        token: bool = True,
+        connection: http.client.HTTPConnection | None = None,
+    ) -> tuple[int, bytes]:
+        """(status, body) of one request; the bearer token is sent unless `token` is False."""
+        sent = dict(headers or {})
+        if token and self.token:
+            sent.setdefault("Authorization", f"Bearer {self.token}")
+        client = connection or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            client.request(method, path, body=body, headers=sent)
+            response = client.getresponse()
+            return response.status, response.read()
+        finally:
+            if connection is None:
+                client.close()
+
+    def post(self, path: str, body: Any, **options: Any) -> tuple[int, Any]:
+        """POST `body` as JSON; (status, decoded JSON answer)."""
+        headers = {"Content-Type": "application/json", **options.pop("headers", {})}
+        status, answer = self.request("POST", path, json.dumps(body).encode(), headers, **options)
+        return status, json.loads(answer or b"null")
+
+    def log(self, start: int = 0) -> str:
+        """The server's output (stdout and stderr) from byte `start` on."""
+        with self.log_path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read().decode("utf-8", errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
+
+    def worker_rss(self) -> int:
+        """Resident memory of the worker processes, in bytes."""
+        workers = [
+            child
+            for child in psutil.Process(self.process.pid).children(recursive=True)
+            if "_bentoml_impl.worker.service" in " ".join(child.cmdline())
+        ]
+        assert workers, "no BentoML worker process found"
+        return sum(worker.memory_info().rss for worker in workers)
+
+
+def start_server(
+    model_tag: str, log_path: Path, *, ready: bool = True, **environment: str
+) -> LiveServer:
+    """Start the service on a free port serving `model_tag` (one worker, metrics on)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "WALSREC_MODEL_TAG": model_tag,
+        "WALSREC_WORKERS": "1",
+        "WALSREC_METRICS": "1",
+        "WALSREC_API_TOKEN": API_TOKEN,
+        **environment,
+    }
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        serve_command("127.0.0.1", port), cwd=PROJECT_ROOT, env=env, start_new_session=True,
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    server = LiveServer(port, process, log_path, env["WALSREC_API_TOKEN"] or None)
+    if ready:
+        try:
+            wait_until_ready(f"{server.url}/readyz", process, timeout=120)
+        except Exception:
+            stop_server(process)
+            raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def live_server(packaged_model: str, tmp_path_factory) -> LiveServer:
+    """The synthetic model served over HTTP, with a token and a 2 s header deadline."""
+    server = start_server(
+        packaged_model,
+        tmp_path_factory.mktemp("live-server") / "server.log",
+        WALSREC_HEADER_TIMEOUT="2",
+    )
+    yield server
+    stop_server(server.process, timeout=30)

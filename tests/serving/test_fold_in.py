@@ -119,3 +119,13 @@ def test_service_logic_scores_a_blended_model_with_the_blend_formula() -> None:
     answer = online.recommend_for_items(["i3", "i9"], [5, 2], k=4)
     ranked = [f"i{i}" for i in np.argsort(-new_scores, kind="stable") if i not in (3, 9)][:4]
     assert [item["item_id"] for item in answer["items"]] == ranked
+
+
+def test_huge_confidences_still_solve_to_finite_factors() -> None:
+    # A rating of 1e20 swamps the regularization in float64 and made the Cholesky factorization
+    # fail (a 500 from /recommend_for_items); the solve falls back to least squares.
+    rng = np.random.default_rng(3)
+    item_factors = rng.normal(0, 0.3, (50, 8)).astype(np.float32)
+    fold_in = FoldIn({"alpha": 10.0, "regularization": 0.05}, item_factors, None, 0.0, None)
+    factors, _ = fold_in.solve(np.array([1, 2]), np.array([1e20, 1.0]))
+    assert factors.shape == (8,) and np.all(np.isfinite(factors))
