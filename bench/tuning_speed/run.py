@@ -3,6 +3,7 @@
     python bench/tuning_speed/run.py                        # one trial, median of 3, both sets
     python bench/tuning_speed/run.py --study 50             # plus a 50-trial study per set
     python bench/tuning_speed/run.py --datasets lastfm-2k --weightings log
+    python bench/tuning_speed/run.py --compare-kernels    # native ranking kernels vs NumPy
 
 A trial is exactly what `python run.py tune` runs per trial: `ValidationObjective` (train WALS on
 the validation split's training part, the validation NDCG@10 after every epoch) called with an
@@ -12,6 +13,10 @@ interactions held out for test, 20% of the rest for validation (validation items
 training go back to training), items indexed from the training part. lastfm-2k is
 `walsrec.synthetic`'s play-count data of that shape (1,892 users x 17,632 artists, 92,834
 interactions); ML-100K is read from ../shared/data/ml-100k/u.data ($WALSREC_ML100K).
+
+With --compare-kernels each trial is timed twice, alternating, with the native ranking kernels
+(walsrec/native/kernels.cc: top-k in evaluation, top-n in the kNN blend) and with the NumPy
+selection they replace, and the ratio of the medians is printed.
 
 Printed per dataset and weighting: the median and the individual trial times with the load
 average (`os.getloadavg()`) before and after, and the time per epoch spent in the two solves
@@ -137,6 +142,39 @@ def study_seconds(objective, trials: int) -> tuple[float, dict]:
     return seconds, states
 
 
+def compare_kernels(objective, repeats: int, weighting: str) -> None:
+    """Trial times with the native ranking kernels and with NumPy, alternating (blend on)."""
+    from walsrec import native
+
+    built = native.kernels
+    if built() is None:
+        raise SystemExit("the ranking kernels are not built: python -m walsrec.native")
+    objective.base_blend = {"item_item_weight": 0.3, "method": "knn", "neighbors": 100}
+    times: dict[str, list[float]] = {"native": [], "numpy": []}
+    values = {}
+    before = load_text()
+    for _ in range(repeats):
+        for name in ("native", "numpy"):
+            native.kernels = built if name == "native" else (lambda: None)
+            objective._item_item.clear()  # rebuilt per trial, as when TPE varies neighbours
+            started = time.perf_counter()
+            values[name] = objective(_fixed_trial())
+            times[name].append(time.perf_counter() - started)
+    native.kernels = built
+    medians = {name: statistics.median(values_) for name, values_ in times.items()}
+    print(
+        f"  trial ({weighting}, kNN blend 0.3): native kernels {medians['native']:.2f} s, "
+        f"NumPy {medians['numpy']:.2f} s, ratio {medians['native'] / medians['numpy']:.2f} "
+        f"(ndcg@10 {values['native']:.4f} / {values['numpy']:.4f}; {before} -> {load_text()})"
+    )
+
+
+def _fixed_trial():
+    import optuna
+
+    return optuna.trial.FixedTrial({})
+
+
 def load_text() -> str:
     return "load " + ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
@@ -147,6 +185,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weightings", nargs="+", default=["linear", "log"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--study", type=int, default=0, help="also run a study of N trials")
+    parser.add_argument(
+        "--compare-kernels", action="store_true", help="native ranking kernels vs NumPy"
+    )
     arguments = parser.parse_args(argv)
 
     from walsrec.tuning import SearchSpace, ValidationFold, ValidationObjective
@@ -167,6 +208,9 @@ def main(argv: list[str] | None = None) -> None:
             )
             objective.base_wals["observed_weighting"] = weighting
             before = load_text()
+            if arguments.compare_kernels:
+                compare_kernels(objective, arguments.repeats, weighting)
+                continue
             times, solve, value = trial_seconds(objective, {}, arguments.repeats)
             print(
                 f"  trial ({weighting}): median {statistics.median(times):.2f} s "
