@@ -56,6 +56,7 @@ from serving.schemas import (  # noqa: E402
     SimilarItems,
     TopK,
 )
+from walsrec import native  # noqa: E402
 from walsrec.errors import WalsrecError  # noqa: E402
 from walsrec.model import RecommenderModel  # noqa: E402
 
@@ -114,6 +115,9 @@ class WalsrecService:
         stored = _packaged_model()
         self.model_tag = str(stored.tag)
         self.labels = dict(stored.info.labels)
+        # Build (first start, about a second) or load the ranking kernels before the first
+        # request; without a compiler ranking uses NumPy, logged once here.
+        native.kernels()
         try:
             self.engine = OnlineRecommender(RecommenderModel.load(stored.path))
         except WalsrecError as exc:
