@@ -272,3 +272,16 @@ def test_titles_attached_from_sibling_u_item(ml100k_dir):
     result = load_interactions(ml100k_dir / "ua.base")
     assert result.item_titles["1"] == "Toy Story (1995)"
     assert result.report.rows_kept == 90_570
+
+
+def test_a_file_without_the_default_optional_columns_reads_and_says_so(tmp_path):
+    """`user_id,item_id,rating` has no timestamps and `user_id,item_id` is implicit feedback,
+    with the default config; a changed column name the file lacks is still an error."""
+    rated = load_interactions(write(tmp_path / "r.csv", "user_id,item_id,rating\n1,2,4\n1,3,5\n"))
+    assert not rated.has_timestamps and rated.frame["rating"].tolist() == [4.0, 5.0]
+    assert any("no 'timestamp' column" in w for w in rated.report.warnings)
+    clicks = load_interactions(write(tmp_path / "c.csv", "user_id,item_id\n1,2\n1,3\n"))
+    assert not clicks.has_ratings and clicks.frame["rating"].tolist() == [1.0, 1.0]
+    assert any("no 'rating' column" in w for w in clicks.report.warnings)
+    with pytest.raises(DataError, match=r"'ts' \(columns.timestamp\) not found"):
+        load_interactions(tmp_path / "r.csv", columns=ColumnSpec(timestamp="ts"))

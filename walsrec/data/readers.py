@@ -187,33 +187,40 @@ def detect_header(first_lines: list[list[str]], columns: ColumnSpec) -> bool:
     return not first_has_number and second_has_number
 
 
+# Optional columns at their default names (ColumnSpec's): absent from a file's header, the file
+# is read without them, with a warning in the validation report.
+_OPTIONAL_DEFAULTS = {key: getattr(ColumnSpec(), key) for key in ("rating", "timestamp")}
+_OPTIONAL_DEFAULTS_MEANING = {
+    _OPTIONAL_DEFAULTS["rating"]: "ratings (implicit feedback: every row is one interaction)",
+    _OPTIONAL_DEFAULTS["timestamp"]: "timestamps",
+}
+
+
 def _map_header_columns(
     source: str, found: list[str], columns: ColumnSpec, options: ValidationOptions
 ) -> tuple[dict[str, str], list[str]]:
     """Maps configured fields to the file's header names; returns (field -> name, warnings)."""
     mapping: dict[str, str] = {}
-    for field_key, name in columns.configured().items():
+    warnings = []
+    absent_defaults = []
+    configured = columns.configured()
+    for field_key, name in configured.items():
         if name in found:
             mapping[field_key] = name
-            continue
-        hint = f"set columns.{field_key} to the name used in the file"
-        if field_key in ("rating", "timestamp", "event", "quantity"):
-            kind = {
-                "rating": "has no ratings",
-                "timestamp": "has no timestamps",
-                "event": "is not an event log",
-                "quantity": "has no quantities",
-            }[field_key]
-            hint += f", or columns.{field_key}: null if the file {kind}"
-        close = [other for other in found if other.lower() == name.lower()]
-        if close:
-            hint = f"did you mean {close[0]!r}? " + hint
-        raise DataError(
-            f"{source}: column {name!r} (columns.{field_key}) not found; the file has columns: "
-            f"{', '.join(found)}; {hint}"
-        )
+        elif field_key in _OPTIONAL_DEFAULTS and name == _OPTIONAL_DEFAULTS[field_key]:
+            absent_defaults.append(field_key)
+        else:
+            raise _missing_column(source, found, field_key, name)
+    unmapped = [name for name in found if name not in mapping.values()]
+    if absent_defaults and unmapped:
+        # An optional column at its default name is absent, and the file has columns nothing
+        # reads: one of them is probably it under another name (`score` for `rating`).
+        raise _missing_column(source, found, absent_defaults[0], configured[absent_defaults[0]])
+    for field_key in absent_defaults:
+        # (user, item, rating) has no timestamps; (user, item) is implicit feedback.
+        name = configured[field_key]
+        warnings.append(f"no {name!r} column: read without {_OPTIONAL_DEFAULTS_MEANING[name]}")
     extra = [name for name in found if name not in mapping.values()]
-    warnings = []
     if extra:
         if options.strict:
             raise DataError(
@@ -222,6 +229,26 @@ def _map_header_columns(
             )
         warnings.append(f"extra columns ignored: {', '.join(extra)}")
     return mapping, warnings
+
+
+def _missing_column(source: str, found: list[str], field_key: str, name: str) -> DataError:
+    """The error for a configured column the file's header lacks, with what to set."""
+    hint = f"set columns.{field_key} to the name used in the file"
+    if field_key in ("rating", "timestamp", "event", "quantity"):
+        kind = {
+            "rating": "has no ratings",
+            "timestamp": "has no timestamps",
+            "event": "is not an event log",
+            "quantity": "has no quantities",
+        }[field_key]
+        hint += f", or columns.{field_key}: null if the file {kind}"
+    close = [other for other in found if other.lower() == name.lower()]
+    if close:
+        hint = f"did you mean {close[0]!r}? " + hint
+    return DataError(
+        f"{source}: column {name!r} (columns.{field_key}) not found; the file has columns: "
+        f"{', '.join(found)}; {hint}"
+    )
 
 
 def _line_mapper(first_data_line: int, malformed_lines: np.ndarray):
