@@ -318,6 +318,9 @@ class TuningConfig:
         report_every: epochs (posterior samples) between two reports of the validation metric
             to the pruner; each report is a write to the study's storage and a scoring of
             every validation user. "auto": `report_interval` of the data profile.
+        max_validation_scores: when validation users x items exceeds it, the objective scores
+            a seeded sample of max_validation_scores // n_items validation users (the same
+            sample in every trial); None: every validation user.
         validation_folds: average the objective over this many validation splits (the
             configured one, then re-draws of the same size from train + validation).
         heartbeat_interval, grace_period: seconds; a RUNNING trial without a heartbeat for
@@ -340,6 +343,7 @@ class TuningConfig:
     pruner_warmup_epochs: int = 3
     report_every: int | str = 1
     validation_folds: int = 1
+    max_validation_scores: int | None = 250_000_000
     heartbeat_interval: int = 10
     grace_period: int = 30
     progress: bool = True
@@ -376,6 +380,13 @@ class TuningConfig:
             minimum = 0 if key in ("n_startup_trials", "pruner_startup_trials") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"tuning.{key} must be an integer >= {minimum}, got {value!r}")
+        scores = self.max_validation_scores
+        if scores is not None and (
+            isinstance(scores, bool) or not isinstance(scores, int) or scores < 1
+        ):
+            raise ConfigError(
+                f"tuning.max_validation_scores must be an integer >= 1 or null, got {scores!r}"
+            )
         if self.timeout is not None and not (
             isinstance(self.timeout, int | float) and self.timeout > 0
         ):
@@ -680,7 +691,11 @@ class ValidationFold:
 
 
 def validation_folds(
-    train: sp.spmatrix, validation: sp.spmatrix, n_folds: int = 1, seed: int = 42
+    train: sp.spmatrix,
+    validation: sp.spmatrix,
+    n_folds: int = 1,
+    seed: int = 42,
+    max_scores: int | None = None,
 ) -> list[ValidationFold]:
     """The configured split, then `n_folds - 1` re-draws of a same-sized per-user holdout.
 
@@ -696,8 +711,44 @@ def validation_folds(
         )
     train, validation = sp.csr_matrix(train), sp.csr_matrix(validation)
     folds = [ValidationFold(train, validation)]
-    if n_folds <= 1:
+    if n_folds > 1:
+        folds += _redrawn_folds(train, validation, n_folds, seed)
+    if max_scores is None:
         return folds
+    return [_sampled_fold(fold, max_scores, seed, index) for index, fold in enumerate(folds)]
+
+
+def _sampled_fold(fold: ValidationFold, max_scores: int, seed: int, index: int) -> ValidationFold:
+    """The fold with its validation rows cut to a seeded sample of users when scoring them all
+    against every item would exceed `max_scores` scores."""
+    users = np.flatnonzero(np.diff(fold.validation.indptr))
+    n_items = fold.validation.shape[1]
+    keep = max(1, max_scores // max(n_items, 1))
+    if users.size * n_items <= max_scores or keep >= users.size:
+        return fold
+    chosen = np.sort(np.random.default_rng([seed, 2000 + index]).choice(users, keep, replace=False))
+    mask = np.zeros(fold.validation.shape[0], dtype=bool)
+    mask[chosen] = True
+    sampled = sp.csr_matrix(sp.diags(mask.astype(fold.validation.dtype)) @ fold.validation)
+    sampled.eliminate_zeros()
+    sampled.sort_indices()
+    if index == 0:
+        logger.info(
+            "validation: %d of %d users sampled (all of them x %d items is more than "
+            "tuning.max_validation_scores = %d scores per report)",
+            keep,
+            users.size,
+            n_items,
+            max_scores,
+        )
+    return ValidationFold(fold.train, sampled)
+
+
+def _redrawn_folds(
+    train: sp.csr_matrix, validation: sp.csr_matrix, n_folds: int, seed: int
+) -> list[ValidationFold]:
+    """`n_folds - 1` re-draws of a validation holdout of the configured one's size."""
+    folds = []
     combined = (train + validation).tocoo()
     ratio = validation.nnz / combined.nnz
     for fold in range(1, n_folds):

@@ -87,7 +87,12 @@ def tune_ours(
         storage, name, config, config.search_space.baseline(base_values(wals, blend, bayes))
     )
     objective = ValidationObjective(
-        validation_folds(dataset.train, dataset.validation, config.validation_folds),
+        validation_folds(
+            dataset.train,
+            dataset.validation,
+            config.validation_folds,
+            max_scores=config.max_validation_scores,
+        ),
         config.search_space,
         config.objective,
         wals,

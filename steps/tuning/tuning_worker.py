@@ -26,7 +26,11 @@ def objective_for(
 ):
     """The objective of a dataset: built from its train and validation parts only."""
     folds = validation_folds(
-        dataset.train, dataset.validation, config.validation_folds, seed=config.sampler_seed
+        dataset.train,
+        dataset.validation,
+        config.validation_folds,
+        seed=config.sampler_seed,
+        max_scores=config.max_validation_scores,
     )
     return ValidationObjective(
         folds,

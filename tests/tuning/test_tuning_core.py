@@ -364,3 +364,24 @@ def test_a_new_study_starts_with_the_base_values_in_the_search_domain(tmp_path: 
     run_worker(storage, "s", objective, dataclasses.replace(config, n_trials=4))
     study = optuna.load_study(study_name="s", storage=storage)
     assert sum(t.user_attrs.get("baseline", False) for t in study.trials) == 1
+
+
+def test_large_validation_is_scored_on_a_fixed_sample_of_its_users(dataset) -> None:
+    n_items = dataset.train.shape[1]
+    full = validation_folds(dataset.train, dataset.validation)[0]
+    every_user = validation_folds(dataset.train, dataset.validation, max_scores=10**9)[0]
+    assert (every_user.validation != full.validation).nnz == 0  # below the cap: all users
+    sampled = validation_folds(dataset.train, dataset.validation, max_scores=300 * n_items)[0]
+    again = validation_folds(dataset.train, dataset.validation, max_scores=300 * n_items)[0]
+    users = np.flatnonzero(np.diff(sampled.validation.indptr))
+    assert users.size == 300
+    assert (sampled.validation != again.validation).nnz == 0  # the same sample every time
+    # The sampled users keep every validation entry; the others have none; train is untouched.
+    np.testing.assert_array_equal(
+        sampled.validation[users].toarray(), full.validation[users].toarray()
+    )
+    assert sampled.validation.nnz == full.validation[users].nnz
+    assert sampled.train is full.train or (sampled.train != full.train).nnz == 0
+    for bad in (0, True, 2.5):
+        with pytest.raises(ConfigError, match="max_validation_scores"):
+            TuningConfig.from_dict({"max_validation_scores": bad})
