@@ -663,9 +663,10 @@ def prepare_study(
             f"objective {config.objective} needs {config.direction}: set tuning.study_name"
         )
     _fail_stale_trials(study)
-    counted = [t for t in study.get_trials(deepcopy=False) if t.state != TrialState.FAIL]
+    trials = study.get_trials(deepcopy=False)
+    counted = [t for t in trials if t.state != TrialState.FAIL]
     missing = max(config.n_trials - len(counted), 0)
-    fresh = not study.get_trials(deepcopy=False)
+    fresh = not trials
     for number in range(missing):
         if number == 0 and fresh and baseline:
             study.enqueue_trial(dict(baseline), user_attrs={"baseline": True})
