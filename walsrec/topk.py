@@ -213,8 +213,10 @@ def _top_k_native(
     """`top_k` by the native kernel: float32 or float64 scores, validated arguments."""
     n_rows, n_items = scores.shape
     scores = np.ascontiguousarray(scores)
-    function = library.walsrec_top_k_f32 if scores.dtype == np.float32 else None
-    function = function or library.walsrec_top_k_f64
+    if scores.dtype == np.float32:
+        function = library.walsrec_top_k_f32
+    else:
+        function = library.walsrec_top_k_f64
     indptr = indices = None
     if exclude is not None:
         exclude = _sorted_nonzero(exclude)
