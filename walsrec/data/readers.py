@@ -190,9 +190,9 @@ def detect_header(first_lines: list[list[str]], columns: ColumnSpec) -> bool:
 # Optional columns at their default names (ColumnSpec's): absent from a file's header, the file
 # is read without them, with a warning in the validation report.
 _OPTIONAL_DEFAULTS = {key: getattr(ColumnSpec(), key) for key in ("rating", "timestamp")}
-_OPTIONAL_DEFAULTS_MEANING = {
-    _OPTIONAL_DEFAULTS["rating"]: "ratings (implicit feedback: every row is one interaction)",
-    _OPTIONAL_DEFAULTS["timestamp"]: "timestamps",
+_READ_WITHOUT = {
+    "rating": "ratings (implicit feedback: every row is one interaction)",
+    "timestamp": "timestamps",
 }
 
 
@@ -219,7 +219,7 @@ def _map_header_columns(
     for field_key in absent_defaults:
         # (user, item, rating) has no timestamps; (user, item) is implicit feedback.
         name = configured[field_key]
-        warnings.append(f"no {name!r} column: read without {_OPTIONAL_DEFAULTS_MEANING[name]}")
+        warnings.append(f"no {name!r} column: read without {_READ_WITHOUT[field_key]}")
     extra = [name for name in found if name not in mapping.values()]
     if extra:
         if options.strict:
