@@ -4,7 +4,7 @@ Each pipeline is imported when it is first named, so `from pipelines import
 batch_inference_pipeline` loads neither the training steps nor TensorFlow.
 """
 
-import importlib
+from walsrec.lazy import lazy_attributes
 
 _MODULES = {
     "batch_inference_pipeline": "pipelines.batch_inference",
@@ -15,8 +15,4 @@ _MODULES = {
 
 __all__ = sorted(_MODULES)
 
-
-def __getattr__(name: str):
-    if name in _MODULES:
-        return getattr(importlib.import_module(_MODULES[name]), name)
-    raise AttributeError(f"module 'pipelines' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _MODULES)

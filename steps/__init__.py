@@ -5,9 +5,8 @@ pipeline loads only its own steps' modules: batch inference and deployment never
 TensorFlow, which only the training and tuning steps need.
 """
 
-import importlib
-
 import materializers  # noqa: F401  (registers the plain-file materializers)
+from walsrec.lazy import lazy_attributes
 
 _MODULES = {
     "data_loader": "steps.data.data_loader",
@@ -30,8 +29,4 @@ _MODULES = {
 
 __all__ = sorted(_MODULES)
 
-
-def __getattr__(name: str):
-    if name in _MODULES:
-        return getattr(importlib.import_module(_MODULES[name]), name)
-    raise AttributeError(f"module 'steps' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _MODULES)
