@@ -45,6 +45,11 @@ def test_bentoml_build_makes_a_bento_offline(packaged_model: str, monkeypatch) -
     assert not (source / "tests").exists() and not (source / "steps").exists()
     (service_info,) = bento.info.services
     assert [str(model.tag) for model in service_info.models] == [packaged_model]
+    # The Bento's environment pins exactly what serving/requirements-bento.txt pins.
+    installed = Path(bento.path, "env", "python", "requirements.txt").read_text().splitlines()
+    expected = (PROJECT_ROOT / "serving" / "requirements-bento.txt").read_text().splitlines()
+    assert {line for line in expected if "==" in line} <= set(installed)
+    assert not any(">=" in line for line in installed)
 
 
 def _free_port() -> int:
