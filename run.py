@@ -486,12 +486,20 @@ def tune(**options: Any) -> None:
 @_common_options
 @click.option("--model-version", help="production (default), staging, latest or a number.")
 @click.option("--no-build", is_flag=True, help="Only the BentoML model store, no Bento.")
+@click.option(
+    "--item-metadata",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Catalogue table (CSV/TSV/Parquet with item_id) the service filters on (`where`).",
+)
 def deploy(**options: Any) -> None:
     options = _with_root_options(options)
     _start(options)
     config = prepare_config("deploy", options)
     if options["no_build"]:
         config["parameters"].setdefault("bento", {})["build"] = False
+    if options["item_metadata"]:
+        table = str(Path(options["item_metadata"]).resolve())
+        config["parameters"].setdefault("bento", {})["item_metadata"] = table
     from pipelines import deployment_pipeline
 
     run = run_pipeline(deployment_pipeline, config)

@@ -15,12 +15,16 @@ def deployment_pipeline(model_name: str, version: str, bento: dict) -> None:
     Args:
         model_name: the Model Control Plane model.
         version: "production", "staging", "latest" or a version number.
-        bento: `bento_model_name` (the BentoML model name) and `build` (also build a Bento;
-            false only puts the model in the store, enough for `python run.py serve`).
+        bento: `bento_model_name` (the BentoML model name), `build` (also build a Bento;
+            false only puts the model in the store, enough for `python run.py serve`) and
+            `item_metadata` (a catalogue table the service can filter on).
     """
     config = BentoConfig.from_dict(bento)
     tag = model_packager(
-        model_name=model_name, version=version, bento_model_name=config.bento_model_name
+        model_name=model_name,
+        version=version,
+        bento_model_name=config.bento_model_name,
+        item_metadata=config.item_metadata,
     )
     if config.build:
         bento_builder(tag)

@@ -7,7 +7,8 @@ list of field errors), knows nothing of the guard's 401, 413 and 415 nor of the 
 and sets `info.version` to "None" outside a Bento. `document()` keeps BentoML's document but
 puts back pydantic's own schemas of every request and answer (OpenAPI 3.0's `nullable` for
 optional fields), the error answers, the security scheme, the package version and `k`'s real
-maximum for the served model (its number of items); the guard (serving/guard.py) serves it in
+maximum for the served model (its number of items), the item-table fields `where` may name;
+the guard (serving/guard.py) serves it in
 place of BentoML's.
 """
 
@@ -92,6 +93,19 @@ def _cap_k(schema: dict[str, Any], n_items: int) -> None:
         k["maximum"] = min(k.get("maximum", n_items), n_items)
 
 
+def _restrict_where(schema: dict[str, Any], fields: list[str]) -> None:
+    """`where` may name only the served item table's fields (none without a table)."""
+    where = schema.get("properties", {}).get("where")
+    if where is None:
+        return
+    value = where.pop("additionalProperties", {})
+    where["properties"] = {name: copy.deepcopy(value) for name in fields}
+    where["additionalProperties"] = False
+    where.pop("propertyNames", None)
+    if not fields:
+        where["maxProperties"] = 0
+
+
 def document(
     spec: dict[str, Any],
     apis: Mapping[str, tuple[type[BaseModel], type[BaseModel]]],
@@ -105,7 +119,8 @@ def document(
         spec: BentoML's document (not modified).
         apis: route -> (input model, output model) of every API.
         secured: whether a bearer token is required (adds the scheme and 401s).
-        model: what is served (recorded as `info.x-walsrec-model`); its `n_items` caps `k`.
+        model: what is served (recorded as `info.x-walsrec-model`); its `n_items` caps `k`, its
+            `item_fields` are the only keys `where` accepts.
         description: `info.description` (BentoML puts its own README template there).
     """
     spec = _nullable(copy.deepcopy(spec))
@@ -125,6 +140,7 @@ def document(
                 request = _pydantic_schema(input_model, "validation", schemas)
                 if "n_items" in model:
                     _cap_k(request, model["n_items"])
+                _restrict_where(request, model.get("item_fields", []))
                 operation["requestBody"] = {
                     "required": True,
                     "content": {"application/json": {"schema": request}},
@@ -159,6 +175,7 @@ def document_app(
                 "bento_model": str(stored.tag),
                 "zenml_model": labels.get("zenml_model", ""),
                 "zenml_version": labels.get("zenml_version", ""),
+                "item_fields": list(stored.info.metadata.get("item_table_fields", [])),
             }
             try:
                 sizes = json.loads(Path(stored.path, "metadata.json").read_text("utf-8"))

@@ -7,6 +7,8 @@ loaded from the Model Control Plane, and tests call them directly.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -21,6 +23,7 @@ logger = logging.getLogger(__name__)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENTOFILE = PROJECT_ROOT / "serving" / "bentofile.yaml"
 BENTO_MODEL_NAME = "walsrec"
+ITEM_TABLE_FILE = "item_table.json"  # read by serving/service.py
 KEY_METRICS = ("ndcg@10", "precision@10", "recall@10", "map@10", "hit_rate@10", "rmse")
 
 
@@ -43,6 +46,7 @@ def save_to_model_store(
     model_version: str,
     metrics: dict | None = None,
     bento_model_name: str = BENTO_MODEL_NAME,
+    item_metadata: str | Path | None = None,
 ) -> str:
     """Write `model` into the BentoML model store as plain files (RecommenderModel.save).
 
@@ -53,23 +57,41 @@ def save_to_model_store(
         metrics: the evaluation metrics ({"wals": {...}, "popularity": {...}}); key ones become
             labels, all go into the model's metadata.
         bento_model_name: the BentoML model name (the service serves `walsrec:latest`).
+        item_metadata: a catalogue table (CSV/TSV/Parquet with `item_id`) whose columns the
+            service's `where` conditions filter on (walsrec.item_table); stored beside the
+            model as `item_table.json`, its SHA-256 in the BentoML model's metadata.
 
     Returns:
         The new BentoML model tag, "name:version".
+
+    Raises:
+        DataError: the item metadata table is unreadable or invalid (naming file, line, column).
     """
     import bentoml
 
+    from walsrec.item_table import read_item_table
+
     labels = model_labels(model_name, model_version, metrics)
-    with bentoml.models.create(
-        bento_model_name,
-        labels=labels,
-        metadata={"metrics": metrics or {}, "trained_at": model.metadata.get("trained_at")},
-    ) as bento_model:
+    metadata = {"metrics": metrics or {}, "trained_at": model.metadata.get("trained_at")}
+    table_bytes = None
+    if item_metadata is not None:
+        table, unknown = read_item_table(item_metadata, model.item_ids)
+        table_bytes = json.dumps(table, separators=(",", ":"), allow_nan=False).encode()
+        metadata["item_table_sha256"] = hashlib.sha256(table_bytes).hexdigest()
+        metadata["item_table_fields"] = sorted(table["fields"])
+        if unknown:
+            logger.warning(
+                "%s: %d rows name items the model does not know; they are not stored",
+                item_metadata, unknown,
+            )  # fmt: skip
+    with bentoml.models.create(bento_model_name, labels=labels, metadata=metadata) as bento_model:
         # The service reports the metrics from the model's own metadata.json.
         with_metrics = dataclasses.replace(
             model, metadata={**model.metadata, "metrics": metrics or {}}
         )
         with_metrics.save(bento_model.path)
+        if table_bytes is not None:
+            Path(bento_model.path, ITEM_TABLE_FILE).write_bytes(table_bytes)
     logger.info("saved %s to the BentoML model store as %s", model_name, bento_model.tag)
     return str(bento_model.tag)
 

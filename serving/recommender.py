@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from serving.fold_in import FoldIn
 from serving.schemas import MAX_ANSWER_ITEMS
+from walsrec.item_table import ItemFilter
 from walsrec.model import RecommenderModel, blend_scores
 from walsrec.topk import PAD_ITEM, top_k
 
@@ -42,9 +43,11 @@ class OnlineRecommender:
 
     Args:
         model: the trained model (its arrays are used as they are, not copied).
+        item_fields: the item table's fields (walsrec.item_table), one value per item, that
+            `where` conditions filter on; None: the model has no item table.
     """
 
-    def __init__(self, model: RecommenderModel) -> None:
+    def __init__(self, model: RecommenderModel, item_fields: dict[str, list] | None = None) -> None:
         self.model = model
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
@@ -61,8 +64,11 @@ class OnlineRecommender:
         self.popularity = popularity
         # Most popular first; ties to the lower item index (stable sort of the negated counts).
         self.popularity_order = np.argsort(-popularity, kind="stable")
-        norms = np.linalg.norm(self.item_factors, axis=1, keepdims=True)
-        self.unit_item_factors = self.item_factors / np.maximum(norms, 1e-12)
+        self.unit_item_factors = _unit_rows(self.item_factors)
+        self.unit_user_factors = _unit_rows(self.user_factors)
+        self.user_norms = np.linalg.norm(self.user_factors, axis=1)
+        self.item_norms = np.linalg.norm(self.item_factors, axis=1)
+        self.item_filter = None if item_fields is None else ItemFilter(item_fields, model.n_items)
         # WALS's part only: a blended model's factors are WALS's, its item-item part is added
         # from the given items by `_blend`, as for a known user from their training items.
         self.fold_in = FoldIn(
@@ -83,18 +89,25 @@ class OnlineRecommender:
         exclude_seen: bool = True,
         allow_items: list[str] | None = None,
         deny_items: list[str] | None = None,
+        where: dict | None = None,
     ) -> dict:
-        """Top-k for a known user; the popularity ranking (flagged) for an unknown one."""
+        """Top-k for a known user; the popularity ranking (flagged) for an unknown one.
+
+        `allow_items`, `deny_items` and the item-table conditions `where` restrict the
+        candidates (all must hold)."""
         self.check_k(k)
-        candidates, unknown_items = self._candidates(allow_items, deny_items)
+        candidates, unknown_items = self._candidates(allow_items, deny_items, where)
         (answer,) = self._recommend_users([user_id], k, exclude_seen, candidates)
         answer["unknown_items"] = unknown_items
         return answer
 
-    def recommend_batch(self, user_ids: list[str], k: int = 10, exclude_seen: bool = True) -> dict:
+    def recommend_batch(
+        self, user_ids: list[str], k: int = 10, exclude_seen: bool = True, where: dict | None = None
+    ) -> dict:
         """Top-k for each user (as `recommend`), users x k capped at MAX_ANSWER_ITEMS."""
         self.check_k(k, users=len(user_ids))
-        results = self._recommend_users(user_ids, k, exclude_seen, None)
+        candidates, _ = self._candidates(None, None, where)
+        results = self._recommend_users(user_ids, k, exclude_seen, candidates)
         for answer in results:
             answer["unknown_items"] = []
         return {"results": results}
@@ -147,6 +160,7 @@ class OnlineRecommender:
         exclude_given: bool = True,
         allow_items: list[str] | None = None,
         deny_items: list[str] | None = None,
+        where: dict | None = None,
     ) -> dict:
         """Top-k for a new user described by items (and ratings), folded in without retraining.
 
@@ -159,7 +173,7 @@ class OnlineRecommender:
         known = [self.item_position.get(item) for item in item_ids]
         unknown_given = [item for item, index in zip(item_ids, known, strict=True) if index is None]
         keep = [i for i, index in enumerate(known) if index is not None]
-        candidates, unknown_listed = self._candidates(allow_items, deny_items)
+        candidates, unknown_listed = self._candidates(allow_items, deny_items, where)
         unknown = unknown_given + unknown_listed
         if not keep:
             items, scores = self._popular(k, candidates)
@@ -185,15 +199,74 @@ class OnlineRecommender:
         return self._answer(items[0], item_scores[0], fallback=False, unknown=unknown)
 
     def similar_items(self, item_id: str, k: int = 10) -> dict:
-        """The k items whose factors have the highest cosine similarity with `item_id`'s."""
+        """The k items whose factors have the highest cosine similarity with `item_id`'s.
+
+        Items with all-zero factors (no training interactions) are never neighbours."""
         position = self.item_position.get(item_id)
         if position is None:
             raise RequestError("item_id", f"item {item_id!r} is not known to the model", 404)
         self.check_k(k)
         scores = self.unit_item_factors @ self.unit_item_factors[position]
         scores[position] = -np.inf
+        scores[self.item_norms == 0] = -np.inf  # items without interactions are nobody's match
         items, item_scores = top_k(scores[np.newaxis, :], k)
         return self._answer(items[0], item_scores[0], item_id=item_id)
+
+    def similar_users(self, user_id: str, k: int = 10) -> dict:
+        """The k users whose factors have the highest cosine similarity with `user_id`'s.
+
+        Users with all-zero factors (no training interactions) are never neighbours."""
+        position = self.user_position.get(user_id)
+        if position is None:
+            raise RequestError("user_id", f"user {user_id!r} is not known to the model", 404)
+        if not 1 <= k < self.model.n_users:
+            raise RequestError(
+                "k", f"must be between 1 and {self.model.n_users - 1} (the other users), got {k}"
+            )
+        scores = self.unit_user_factors @ self.unit_user_factors[position]
+        scores[position] = -np.inf
+        scores[self.user_norms == 0] = -np.inf
+        users, user_scores = top_k(scores[np.newaxis, :], k)
+        valid = users[0] != PAD_ITEM
+        return {
+            "user_id": user_id,
+            "users": [
+                {"user_id": str(self.model.user_ids[u]), "score": float(v)}
+                for u, v in zip(
+                    users[0][valid].tolist(), user_scores[0][valid].tolist(), strict=True
+                )
+            ],
+        }
+
+    def rank(
+        self,
+        user_id: str,
+        item_ids: list[str],
+        exclude_seen: bool = False,
+        where: dict | None = None,
+    ) -> dict:
+        """The caller's candidates re-ordered by the user's scores, best first.
+
+        Seen items stay in an explicit list unless `exclude_seen`; candidates failing `where`
+        are dropped; unknown ids are listed back. An unknown user gets the candidates by
+        popularity, flagged `fallback`."""
+        unknown: list[str] = []
+        positions = self._positions(item_ids, unknown)
+        positions = np.unique(positions)  # a candidate listed twice is ranked once
+        if where:
+            positions = positions[self._where_mask(where)[positions]]
+        user = self.user_position.get(user_id)
+        if user is None:
+            values = self.popularity[positions]
+        else:
+            values = self._user_scores(np.array([user]), exclude_seen)[0, positions]
+            keep = np.isfinite(values)  # seen items excluded on request
+            positions, values = positions[keep], values[keep]
+        order = np.argsort(-values, kind="stable")
+        return self._answer(
+            positions[order], values[order], user_id=user_id, fallback=user is None,
+            unknown=unknown,
+        )  # fmt: skip
 
     def score(self, user_id: str, item_ids: list[str]) -> dict:
         """Predicted scores of a user for items; an unknown user gets the items' popularity."""
@@ -233,6 +306,7 @@ class OnlineRecommender:
             "n_items": self.model.n_items,
             "n_factors": self.model.n_factors,
             "has_biases": self.model.user_bias is not None,
+            "item_fields": [] if self.item_filter is None else self.item_filter.fields,
         }
 
     # ------------------------------------------------------------------ helpers
@@ -256,10 +330,10 @@ class OnlineRecommender:
             )
 
     def _candidates(
-        self, allow_items: list[str] | None, deny_items: list[str] | None
+        self, allow_items: list[str] | None, deny_items: list[str] | None, where: dict | None = None
     ) -> tuple[np.ndarray | None, list[str]]:
         """Boolean mask of recommendable items (None: all) and the unknown ids in the lists."""
-        if allow_items is None and not deny_items:
+        if allow_items is None and not deny_items and not where:
             return None, []
         unknown: list[str] = []
         if allow_items is None:
@@ -269,7 +343,22 @@ class OnlineRecommender:
             mask[self._positions(allow_items, unknown)] = True
         if deny_items:
             mask[self._positions(deny_items, unknown)] = False
+        if where:
+            mask &= self._where_mask(where)
         return mask, unknown
+
+    def _where_mask(self, where: dict) -> np.ndarray:
+        if self.item_filter is None:
+            raise RequestError(
+                "where", "this model was packaged without an item table (deploy --item-metadata)"
+            )
+        try:
+            return self.item_filter.mask(where)
+        except KeyError as missing:
+            fields = ", ".join(self.item_filter.fields)
+            raise RequestError(
+                f"where.{missing.args[0]}", f"not a field of the item table (fields: {fields})"
+            ) from None
 
     def _positions(self, item_ids: list[str], unknown: list[str]) -> np.ndarray:
         positions = []
@@ -289,6 +378,7 @@ class OnlineRecommender:
         return items, self.popularity[items]
 
     def _answer(self, items: np.ndarray, scores: np.ndarray, unknown=None, **fields) -> dict:
+        """An answer's fields and its ranked items (PAD_ITEM slots dropped)."""
         valid = items != PAD_ITEM
         answer = dict(fields)
         answer["items"] = [
@@ -298,3 +388,9 @@ class OnlineRecommender:
         if unknown is not None:
             answer["unknown_items"] = unknown
         return answer
+
+
+def _unit_rows(factors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; all-zero rows stay zero (cosine 0 with everything)."""
+    norms = np.linalg.norm(factors, axis=1, keepdims=True)
+    return factors / np.maximum(norms, 1e-12)

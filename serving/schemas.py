@@ -26,6 +26,9 @@ MAX_BATCH_K = MAX_ANSWER_ITEMS // MAX_BATCH_USERS
 # Ratings and counts above this are refused: far beyond any real rating or play count, and the
 # fold-in's least-squares solve stays well conditioned below it (1e20 once broke its Cholesky).
 MAX_RATING = 1e6
+# `where` conditions on the item table: fields per request and values per field.
+MAX_WHERE_FIELDS = 16
+MAX_WHERE_VALUES = 100
 
 
 def _id_as_text(value: Any) -> Any:
@@ -74,6 +77,26 @@ BatchTopK = Annotated[
     ),
 ]
 Flag = Annotated[bool, Field(strict=True)]
+# A field value in `where`: a JSON string, number or boolean, strictly (true is not 1).
+FieldValue = Annotated[
+    Annotated[str, Field(strict=True, max_length=MAX_ID_LENGTH)]
+    | Annotated[int, Field(strict=True)]
+    | Annotated[float, Field(strict=True, allow_inf_nan=False)]
+    | Annotated[bool, Field(strict=True)],
+    Field(union_mode="left_to_right"),
+]
+WhereValue = Annotated[
+    FieldValue | Annotated[list[FieldValue], Field(min_length=1, max_length=MAX_WHERE_VALUES)],
+    Field(union_mode="left_to_right"),
+]
+Where = Annotated[
+    dict[Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)], WhereValue],
+    Field(
+        max_length=MAX_WHERE_FIELDS,
+        description="item-table conditions: {field: value or [values]}; an item is kept when "
+        "every field equals one of its values (the fields: /model_info's item_fields)",
+    ),
+]
 Rating = Annotated[
     float,
     Field(ge=0, le=MAX_RATING, allow_inf_nan=False, strict=True, description="rating or count"),
@@ -104,6 +127,16 @@ class BatchRecommendations(BaseModel):
 class SimilarItems(BaseModel):
     item_id: str
     items: list[ScoredItem]
+
+
+class ScoredUser(BaseModel):
+    user_id: str
+    score: float
+
+
+class SimilarUsers(BaseModel):
+    user_id: str
+    users: list[ScoredUser]
 
 
 class ItemScore(BaseModel):
@@ -147,3 +180,6 @@ class ModelInfo(BaseModel):
     n_items: int
     n_factors: int
     has_biases: bool
+    item_fields: list[str] = Field(
+        default_factory=list, description="item-table fields `where` can filter on"
+    )

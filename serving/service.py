@@ -3,11 +3,12 @@
     bentoml serve serving.service:WalsrecService      # or: python run.py serve
 
 Endpoints (POST, JSON only): /recommend, /recommend_batch, /recommend_for_items, /similar_items,
-/score, /model_info; BentoML's /healthz, /livez and /readyz; /metrics and /docs.json served by
-the guard (serving/guard.py), which answers every 401, 413 and 415 before BentoML sees the
-request. The model is the BentoML model `walsrec:latest` unless WALSREC_MODEL_TAG names another;
-it is loaded and validated once per worker (a model that fails validation is never ready). The
-endpoints are sync, so their NumPy work runs in BentoML's thread pool, off the event loop. This
+/similar_users, /rank, /score, /model_info; BentoML's /healthz, /livez and /readyz; /metrics and
+/docs.json served by the guard (serving/guard.py), which answers every 401, 413 and 415 before
+BentoML sees the request. The model is the BentoML model `walsrec:latest` unless
+WALSREC_MODEL_TAG names another; it is loaded and validated once per worker (a model that fails
+validation is never ready), with the item table packaged beside it, if any. The endpoints are
+sync, so their NumPy work runs in BentoML's thread pool, off the event loop. This
 module imports neither ZenML nor TensorFlow, so a worker starts in about a second.
 
 Environment:
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 # One BLAS thread per worker: a request is a single matrix-vector product, and threads from
 # several workers fighting over the cores made p99 several times worse (bench/serve/README.md).
@@ -54,11 +56,14 @@ from serving.schemas import (  # noqa: E402
     Recommendations,
     Scores,
     SimilarItems,
+    SimilarUsers,
     TopK,
+    Where,
 )
 from walsrec import native  # noqa: E402
 from walsrec.errors import WalsrecError  # noqa: E402
-from walsrec.model import RecommenderModel  # noqa: E402
+from walsrec.item_table import load_item_table  # noqa: E402
+from walsrec.model import RecommenderModel, file_sha256  # noqa: E402
 
 logger = logging.getLogger("walsrec.serving")
 
@@ -77,7 +82,11 @@ def _flag(name: str, default: bool) -> bool:
 ItemList = list[Id]
 
 
-DESCRIPTION = "WALS recommendations: top-k, new users by fold-in, similar items, scores."
+DESCRIPTION = (
+    "WALS recommendations: top-k (filtered by the item table), new users by fold-in, similar "
+    "items and users, re-ranking of a candidate list, scores."
+)
+ITEM_TABLE_FILE = "item_table.json"  # beside the model's files (serving/packaging.py)
 
 
 @bentoml.service(
@@ -119,7 +128,8 @@ class WalsrecService:
         # request; without a compiler ranking uses NumPy, logged once here.
         native.kernels()
         try:
-            self.engine = OnlineRecommender(RecommenderModel.load(stored.path))
+            model = RecommenderModel.load(stored.path)
+            self.engine = OnlineRecommender(model, _item_fields(stored, model.n_items))
         except WalsrecError as exc:
             version = self.labels.get("zenml_version", "?")
             logger.error(
@@ -137,11 +147,13 @@ class WalsrecService:
         exclude_seen: Flag = True,
         allow_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
         deny_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
+        where: Where | None = None,
     ) -> Recommendations:
         """Top-k items for a user; an unknown user gets the most popular items, flagged
-        `fallback`. `allow_items` restricts the candidates, `deny_items` removes some."""
+        `fallback`. `allow_items` restricts the candidates, `deny_items` removes some, `where`
+        keeps the items whose item-table fields match."""
         return self._answer(
-            Recommendations, "recommend", user_id, k, exclude_seen, allow_items, deny_items
+            Recommendations, "recommend", user_id, k, exclude_seen, allow_items, deny_items, where
         )
 
     @bentoml.api
@@ -150,10 +162,13 @@ class WalsrecService:
         user_ids: list[Id] = Field(min_length=1, max_length=MAX_BATCH_USERS),
         k: BatchTopK = 10,
         exclude_seen: Flag = True,
+        where: Where | None = None,
     ) -> BatchRecommendations:
         """Top-k for many users in one call (same rules as /recommend), scored as one matrix
         product per block of users."""
-        return self._answer(BatchRecommendations, "recommend_batch", user_ids, k, exclude_seen)
+        return self._answer(
+            BatchRecommendations, "recommend_batch", user_ids, k, exclude_seen, where
+        )
 
     @bentoml.api
     def recommend_for_items(
@@ -164,6 +179,7 @@ class WalsrecService:
         exclude_given: Flag = True,
         allow_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
         deny_items: ItemList | None = Field(None, max_length=MAX_LISTED_ITEMS),
+        where: Where | None = None,
     ) -> Recommendations:
         """Top-k for a new user described by items (and optional ratings, one per item),
         folded into the model with the training's least-squares solve. Unknown items are
@@ -177,12 +193,30 @@ class WalsrecService:
             exclude_given,
             allow_items,
             deny_items,
+            where,
         )
 
     @bentoml.api
     def similar_items(self, item_id: Id, k: TopK = 10) -> SimilarItems:
         """The k items closest to `item_id` (cosine similarity of the item factors)."""
         return self._answer(SimilarItems, "similar_items", item_id, k)
+
+    @bentoml.api
+    def similar_users(self, user_id: Id, k: TopK = 10) -> SimilarUsers:
+        """The k users closest to `user_id` (cosine similarity of the user factors)."""
+        return self._answer(SimilarUsers, "similar_users", user_id, k)
+
+    @bentoml.api
+    def rank(
+        self,
+        user_id: Id,
+        item_ids: list[Id] = Field(min_length=1, max_length=MAX_SCORED_ITEMS),
+        exclude_seen: Flag = False,
+        where: Where | None = None,
+    ) -> Recommendations:
+        """Re-rank the caller's candidate items for a user, best first (seen items kept unless
+        `exclude_seen`; an unknown user gets them by popularity, flagged `fallback`)."""
+        return self._answer(Recommendations, "rank", user_id, item_ids, exclude_seen, where)
 
     @bentoml.api
     def score(
@@ -216,6 +250,17 @@ def _not_ready() -> JSONResponse:
         {"error": "model: the model failed validation at start-up (see the server log)"},
         status_code=503,
     )
+
+
+def _item_fields(stored: bentoml.Model, n_items: int) -> dict | None:
+    """The item table packaged beside the model (None without one), its checksum verified."""
+    path = Path(stored.path, ITEM_TABLE_FILE)
+    expected = stored.info.metadata.get("item_table_sha256")
+    if expected is None:
+        return None
+    if not path.is_file() or file_sha256(path) != expected:
+        raise WalsrecError(f"{ITEM_TABLE_FILE}: missing, or its SHA-256 does not match")
+    return load_item_table(path, n_items)
 
 
 def _packaged_model() -> bentoml.Model:

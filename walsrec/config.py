@@ -138,11 +138,14 @@ class BentoConfig(_FromDict):
     Attributes:
         bento_model_name: the BentoML model the service serves.
         build: also build a Bento (false: only the model store, enough for `run.py serve`).
+        item_metadata: a catalogue table (CSV/TSV/Parquet, an `item_id` column) packaged with
+            the model; the service filters recommendations on its columns (`where`).
     """
 
     section: ClassVar[str] = "bento"
     bento_model_name: str = "walsrec"
     build: bool = True
+    item_metadata: str | None = None
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)  # "production" moves; the store must get the version it points to now
 def model_packager(
-    model_name: str, version: str = "production", bento_model_name: str = BENTO_MODEL_NAME
+    model_name: str,
+    version: str = "production",
+    bento_model_name: str = BENTO_MODEL_NAME,
+    item_metadata: str | None = None,
 ) -> Annotated[str, "bento_model_tag"]:
     """Save `model_name` at `version` as a BentoML model (plain files, labelled with the ZenML
     model, version and key metrics).
@@ -24,6 +27,7 @@ def model_packager(
         model_name: the Model Control Plane model.
         version: "production", "staging", "latest" or a version number.
         bento_model_name: the BentoML model name the service serves.
+        item_metadata: a catalogue table packaged with the model for `where` filters.
 
     Returns:
         The BentoML model tag, "name:version".
@@ -37,6 +41,7 @@ def model_packager(
         model_version=str(model_version.number),
         metrics=metrics,
         bento_model_name=bento_model_name,
+        item_metadata=item_metadata,
     )
     logger.info("model %s version %s is BentoML model %s", model_name, model_version.number, tag)
     log_metadata(metadata={"bento_model_tag": tag}, infer_artifact=True)

@@ -80,7 +80,15 @@ def test_trained_model_is_packaged_and_served_over_http(train_config, tmp_path) 
     config_path.write_text(yaml.safe_dump(config))
     # Through the command a user types: `run.py deploy` once failed for every user because
     # the CLI added parameters the deployment pipeline does not take.
-    result = CliRunner().invoke(cli.cli, ["deploy", "--config", str(config_path)])
+    # A catalogue table for `where` filters: ML-100K's items, plus rows the model never saw.
+    items = tmp_path / "items.csv"
+    rows = [
+        f"{i},{'even' if i % 2 == 0 else 'odd'},{str(i % 3 != 0).lower()}" for i in range(1, 1700)
+    ]
+    items.write_text("item_id,parity,in_stock\n" + "\n".join(rows) + "\n")
+    result = CliRunner().invoke(
+        cli.cli, ["deploy", "--config", str(config_path), "--item-metadata", str(items)]
+    )
     assert result.exit_code == 0, result.output
     assert "BentoML model:" in result.output and "Bento:" in result.output
     (deploy,) = (
@@ -122,6 +130,30 @@ def test_trained_model_is_packaged_and_served_over_http(train_config, tmp_path) 
         )
         assert status == 200 and new_user["fallback"] is False
         assert not {"1", "2"} & {item["item_id"] for item in new_user["items"]}
+
+        assert info["item_fields"] == ["in_stock", "parity"]
+        docs = urllib.request.Request(
+            f"{base}/docs.json", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(docs, timeout=10) as response:
+            spec = json.loads(response.read())
+        recommend = spec["paths"]["/recommend"]["post"]["requestBody"]["content"]
+        where_schema = recommend["application/json"]["schema"]["properties"]["where"]
+        assert sorted(where_schema["properties"]) == ["in_stock", "parity"]
+        assert where_schema["additionalProperties"] is False
+        where = {"parity": "even", "in_stock": True}
+        status, filtered = _post(
+            f"{base}/recommend", {"user_id": "1", "k": 20, "where": where}, token
+        )
+        assert status == 200 and len(filtered["items"]) == 20
+        assert all(int(x["item_id"]) % 2 == 0 and int(x["item_id"]) % 3 for x in filtered["items"])
+        status, ranked = _post(
+            f"{base}/rank", {"user_id": "1", "item_ids": ["1", "50", "181", "99999"]}, token
+        )
+        assert status == 200 and {x["item_id"] for x in ranked["items"]} == {"1", "50", "181"}
+        assert ranked["unknown_items"] == ["99999"]
+        status, neighbours = _post(f"{base}/similar_users", {"user_id": "1", "k": 3}, token)
+        assert status == 200 and len(neighbours["users"]) == 3
 
         status, error = _post(f"{base}/recommend", {"user_id": "1", "k": 0}, token)
         assert status == 400

@@ -229,13 +229,19 @@ def test_openapi_document_is_true_to_the_answers(live_server: LiveServer) -> Non
     assert spec["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
     schemas = spec["components"]["schemas"]
     assert schemas["ErrorResponse"]["properties"]["detail"]["type"] == "array"
-    for path in ("/recommend", "/recommend_batch", "/recommend_for_items", "/score"):
+    for path in (
+        "/recommend", "/recommend_batch", "/recommend_for_items", "/score", "/rank",
+        "/similar_users",
+    ):  # fmt: skip
         operation = spec["paths"][path]["post"]
         assert {"200", "400", "401", "413", "415"} <= set(operation["responses"])
         assert operation["security"] == [{"bearer": []}]
         request = operation["requestBody"]["content"]["application/json"]["schema"]
         k = request["properties"].get("k")
         assert k is None or k["maximum"] <= N_ITEMS
+        where = request["properties"].get("where")
+        # This model has no item table: the document allows no `where` field at all.
+        assert where is None or (where["maxProperties"] == 0 and not where["properties"])
     answer = spec["paths"]["/recommend_for_items"]["post"]["responses"]["200"]
     user_id = answer["content"]["application/json"]["schema"]["properties"]["user_id"]
     assert user_id["nullable"] is True
