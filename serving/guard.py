@@ -60,6 +60,8 @@ class RequestGuard:
         metrics: request metrics, or None for none.
         own_routes: path -> ASGI app answered here, after the token check (/metrics, /docs.json).
         json_paths: paths whose POST bodies must be JSON (415 otherwise); None: every path.
+        fast_path: answers the APIs' POSTs without BentoML's routing (serving/fast_path.py);
+            None: everything goes to `app`.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class RequestGuard:
         metrics: RequestMetrics | None = None,
         own_routes: Mapping[str, ASGIApp] | None = None,
         json_paths: Iterable[str] | None = None,
+        fast_path: Any = None,
     ) -> None:
         self.app = app
         self.token = token.encode() if token else None
@@ -79,6 +82,7 @@ class RequestGuard:
         self.metrics = metrics
         self.own_routes = dict(own_routes or {})
         self.json_paths = None if json_paths is None else frozenset(json_paths)
+        self.fast_path = fast_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,6 +129,11 @@ class RequestGuard:
                     send, 415, "content-type: only application/json is accepted", "content-type"
                 )
                 return
+        fast = (
+            scope["method"] == "POST"
+            and self.fast_path is not None
+            and self.fast_path.handles(path)
+        )
         length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():
@@ -133,10 +142,12 @@ class RequestGuard:
             if int(length) > self.max_body_bytes:
                 await reply(send, 413, self._too_large(), "body")
                 return
-            await self.app(scope, receive, send)
-            return
-        # No Content-Length (chunked): read the body up to the cap here, then hand it on. An
-        # exception raised inside the app's receive() would come back as the app's own 500.
+            if not fast:
+                await self.app(scope, receive, send)
+                return
+        # The body, read here up to the cap (no Content-Length: chunked), then answered by the
+        # fast path or handed on. An exception raised inside the app's receive() would come
+        # back as the app's own 500, so the cap is enforced before the app sees a byte.
         chunks: list[bytes] = []
         received = 0
         while True:
@@ -152,6 +163,9 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if fast:
+            await self.fast_path.answer(scope, body, send)
+            return
         replayed = False
 
         async def replay() -> Message:

@@ -20,6 +20,8 @@ Environment:
                            (10 s) (serving/http_protocol.py).
     WALSREC_WORKERS        server worker processes (default 2; see bench/serve/README.md).
     WALSREC_THREADS        endpoint threads per worker (default 2).
+    WALSREC_FAST_PATH      1 (default): the APIs are answered by serving/fast_path.py; 0: by
+                           BentoML's routing (same answers, more per-request cost).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pydantic import Field  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from serving import http_limits, openapi  # noqa: E402
+from serving.fast_path import FastPath  # noqa: E402
 from serving.guard import DEFAULT_MAX_BODY_BYTES, OPEN_PATHS, RequestGuard, read_token  # noqa: E402
 from serving.metrics import RequestMetrics, metrics_app  # noqa: E402
 from serving.recommender import OnlineRecommender, RequestError  # noqa: E402
@@ -121,6 +124,7 @@ class WalsrecService:
 
     def __init__(self) -> None:
         self.engine: OnlineRecommender | None = None
+        _INSTANCES.append(self)  # the fast path's way to this worker's instance
         stored = _packaged_model()
         self.model_tag = str(stored.tag)
         self.labels = dict(stored.info.labels)
@@ -285,6 +289,13 @@ def _packaged_model() -> bentoml.Model:
 
 
 API_PATHS = tuple(api.route for api in WalsrecService.apis.values())
+_INSTANCES: list[WalsrecService] = []
+THREADS = WalsrecService.config.get("threads", 1)
+FAST_PATH = (
+    FastPath(WalsrecService, lambda: _INSTANCES[-1] if _INSTANCES else None, THREADS)
+    if _flag("WALSREC_FAST_PATH", True)
+    else None
+)
 
 _OWN_ROUTES = {
     "/docs.json": openapi.document_app(
@@ -305,4 +316,5 @@ WalsrecService.add_asgi_middleware(
     metrics=_METRICS,
     own_routes=_OWN_ROUTES,
     json_paths=API_PATHS,
+    fast_path=FAST_PATH,
 )

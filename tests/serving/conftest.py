@@ -106,6 +106,8 @@ API_ENDPOINTS = frozenset(
         "/recommend_batch",
         "/recommend_for_items",
         "/similar_items",
+        "/similar_users",
+        "/rank",
         "/score",
         "/model_info",
     ]

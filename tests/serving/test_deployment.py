@@ -106,8 +106,21 @@ def test_trained_model_is_packaged_and_served_over_http(train_config, tmp_path) 
     assert stored.info.labels["zenml_version"] == str(trained.model_version.number)
     assert float(stored.info.labels["ndcg_at_10"]) > 0
 
+    # The Bento moved to a fresh BentoML home, as to another machine: `bentoml serve` wipes its
+    # home's prometheus_multiproc_dir at start, which would erase the /metrics of the session's
+    # live server if both shared one home (docs/serving.md).
+    archive = tmp_path / "walsrec.bento"
+    bentoml.export_bento(bento_tag, str(archive))
+    env = {
+        **os.environ,
+        "WALSREC_API_TOKEN": "integration-token",
+        "BENTOML_HOME": str(tmp_path / "serving-home"),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "bentoml", "import", str(archive)],
+        env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
     port = _free_port()
-    env = {**os.environ, "WALSREC_API_TOKEN": "integration-token"}
     server = subprocess.Popen(
         [sys.executable, "-m", "bentoml", "serve", bento_tag, "--port", str(port)],
         cwd=PROJECT_ROOT, env=env, start_new_session=True,

@@ -1,0 +1,110 @@
+"""The hot endpoints answered straight from the guard, without BentoML's per-request machinery.
+
+BentoML's route for an API builds a Starlette request, a context, response headers and
+background tasks per request, and its wrapper re-raises through several layers: on a quiet
+machine that made the service 0.65x a bare Starlette app's req/s at one client (issue #12).
+`FastPath` keeps what matters and drops the rest: for a POST to one of the service's APIs that
+the guard (serving/guard.py) has already let through (token, JSON only, body cap), it validates
+the body with the API's own pydantic input model (the one BentoML uses and the OpenAPI document
+shows), calls the API's own function on the worker's service instance in a bounded thread pool
+(the service's `threads`, like BentoML's), and writes the answer's JSON. The answers are
+BentoML's, byte for byte in body and status: a validation error is
+`400 {"error": "N validation error(s) for ...", "detail": [...]}` without the input, a body that
+is not JSON is the same 400 (`json_invalid`), a model-dependent rule is the API's own
+`{"error", "field"}`. A rejected request is one INFO line without client data; an unexpected
+exception is a 500 with BentoML's generic message and one logged traceback.
+
+Everything else (health, readiness, metrics, OpenAPI, lifecycle, packaging) stays BentoML's.
+`WALSREC_FAST_PATH=0` routes the APIs through BentoML again (the tests run both ways).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ValidationError
+
+from serving.rejections import BENTOML_API_LOGGER  # noqa: E402
+
+# BentoML's API logger: its handlers are the ones `bentoml serve` sets up, and the lines keep the
+# format of the rejections BentoML's own routing logs (serving/rejections.py).
+logger = logging.getLogger(BENTOML_API_LOGGER)
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+UNEXPECTED = b'{"error":"An unexpected error has occurred, please check the server log."}'
+
+
+class FastPath:
+    """Answers POSTs to the service's APIs from the service instance of this worker.
+
+    Args:
+        service: the BentoML service class (its `apis` give each route's function and input
+            model).
+        instance: returns this worker's service instance, or None before BentoML made it (then
+            requests go the normal way).
+        threads: endpoint threads per worker (BentoML's `threads` for the service).
+    """
+
+    def __init__(self, service: Any, instance: Callable[[], Any], threads: int) -> None:
+        self.routes: Mapping[str, tuple[Callable[..., Any], type[BaseModel]]] = {
+            api.route: (api.func, api.input_spec) for api in service.apis.values()
+        }
+        self.instance = instance
+        self.threads = threads
+        self.limiter: anyio.CapacityLimiter | None = None  # made in the worker's event loop
+
+    def handles(self, path: str) -> bool:
+        return path in self.routes and self.instance() is not None
+
+    async def answer(self, scope: dict, body: bytes, send: Callable) -> None:
+        func, input_model = self.routes[scope["path"]]
+        try:
+            request = input_model.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            count = exc.error_count()
+            logger.info(
+                "rejected POST %s: 400 (%d validation error%s)",
+                scope["path"], count, "" if count == 1 else "s",
+            )  # fmt: skip
+            error = {
+                "error": f"{count} validation error for {exc.title}",
+                "detail": exc.errors(include_context=False, include_input=False),
+            }
+            await _send_json(send, 400, _dumps(error))
+            return
+        arguments = {name: getattr(request, name) for name in type(request).model_fields}
+        if self.limiter is None:
+            self.limiter = anyio.CapacityLimiter(self.threads)
+        instance = self.instance()
+        try:
+            output = await anyio.to_thread.run_sync(
+                lambda: func(instance, **arguments), limiter=self.limiter
+            )
+        except Exception:
+            logger.exception("POST %s failed", scope["path"])
+            await _send_json(send, 500, UNEXPECTED)
+            return
+        if isinstance(output, BaseModel):
+            await _send_json(send, 200, output.model_dump_json().encode())
+            return
+        # A Starlette response (the API's own 4xx or 503 answers).
+        await output(scope, _no_body, send)
+
+
+async def _no_body() -> dict:
+    return {"type": "http.disconnect"}
+
+
+def _dumps(value: Any) -> bytes:
+    """As Starlette's JSONResponse renders it (BentoML's error answers)."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+
+async def _send_json(send: Callable, status: int, body: bytes) -> None:
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

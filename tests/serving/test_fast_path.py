@@ -1,0 +1,72 @@
+"""The fast path (serving/fast_path.py) answers exactly what BentoML's routing answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.serving.conftest import N_ITEMS, guard_options
+
+REQUESTS = [
+    ("/recommend", {"user_id": "u0", "k": 3}),
+    ("/recommend", {"user_id": 17, "k": 2, "deny_items": ["i1", "zz"]}),
+    ("/recommend", {"user_id": "stranger"}),
+    ("/recommend", {"user_id": "u0", "k": 0}),
+    ("/recommend", {"user_id": "u0", "k": N_ITEMS + 1}),  # the model's rule: {"error", "field"}
+    ("/recommend", {"user_id": "u0", "k": True}),
+    ("/recommend", {"user_id": "u0", "where": {"category": "x"}}),
+    ("/recommend", {}),
+    ("/recommend", b"{not json"),
+    ("/recommend", b""),
+    ("/recommend", {"user_id": "é-ü", "k": "ten", "extra": 1}),
+    ("/recommend_batch", {"user_ids": ["u0", "who", "u2"], "k": 2}),
+    ("/recommend_for_items", {"item_ids": ["i1", "i2"], "ratings": [5, 1e7], "k": 2}),
+    ("/recommend_for_items", {"item_ids": ["i1", "i2"], "ratings": [5], "k": 2}),
+    ("/similar_items", {"item_id": "nope"}),
+    ("/similar_users", {"user_id": "u1", "k": 2}),
+    ("/rank", {"user_id": "u0", "item_ids": ["i3", "i9", "zz"]}),
+    ("/score", {"user_id": "u4", "item_ids": ["i2", "zz"]}),
+    ("/model_info", {}),
+]
+
+
+@pytest.fixture
+def both(service, monkeypatch):
+    """Test clients of the service with and without the fast path, and the fast path's calls."""
+    from starlette.testclient import TestClient
+
+    options = guard_options(service)
+    fast_path = options["fast_path"]
+    assert fast_path is not None, "the fast path is on by default"
+    calls: list[str] = []
+    answer = fast_path.answer
+
+    async def counted(scope, body, send):
+        calls.append(scope["path"])
+        await answer(scope, body, send)
+
+    monkeypatch.setattr(fast_path, "answer", counted)
+    with TestClient(service.to_asgi()) as fast:
+        options["fast_path"] = None
+        try:
+            with TestClient(service.to_asgi()) as routed:
+                yield fast, routed, calls
+        finally:
+            options["fast_path"] = fast_path
+
+
+@pytest.mark.parametrize(
+    ("path", "body"), REQUESTS, ids=[f"{p}-{i}" for i, (p, _) in enumerate(REQUESTS)]
+)
+def test_fast_path_answers_as_bentoml_routing_does(both, path, body) -> None:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"content-type": "application/json"}
+    fast_client, routed_client, calls = both
+    fast = fast_client.post(path, content=content, headers=headers)
+    assert calls == [path]  # answered by the fast path
+    routed = routed_client.post(path, content=content, headers=headers)
+    assert calls == [path]  # and this one by BentoML's routing
+    assert fast.status_code == routed.status_code
+    assert fast.json() == routed.json()
+    assert fast.headers["content-type"].startswith("application/json")
