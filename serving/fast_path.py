@@ -7,7 +7,8 @@ machine that made the service 0.65x a bare Starlette app's req/s at one client (
 the guard (serving/guard.py) has already let through (token, JSON only, body cap), it validates
 the body with the API's own pydantic input model (the one BentoML uses and the OpenAPI document
 shows), calls the API's own function on the worker's service instance in a bounded thread pool
-(the service's `threads`, like BentoML's), and writes the answer's JSON. The answers are
+(the service's `threads`, like BentoML's, plus one slot that requests over HEAVY_ITEMS items
+share, so they never take every thread), and writes the answer's JSON. The answers are
 BentoML's, byte for byte in body and status: a validation error is
 `400 {"error": "N validation error(s) for ...", "detail": [...]}` without the input, a body that
 is not JSON is the same 400 (`json_invalid`), a model-dependent rule is the API's own
@@ -35,6 +36,11 @@ from serving.rejections import BENTOML_API_LOGGER  # noqa: E402
 logger = logging.getLogger(BENTOML_API_LOGGER)
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# A request is heavy when it asks for or lists more than this many items (users x k for a
+# batch): it then waits for the one heavy slot of the worker, so however many heavy requests
+# arrive, the light ones (a one-user /recommend) keep their own threads instead of queueing
+# behind them (bench/serve/worst_case.py).
+HEAVY_ITEMS = 1_000
 UNEXPECTED = b'{"error":"An unexpected error has occurred, please check the server log."}'
 
 
@@ -55,7 +61,9 @@ class FastPath:
         }
         self.instance = instance
         self.threads = threads
-        self.limiter: anyio.CapacityLimiter | None = None  # made in the worker's event loop
+        # Made in the worker's event loop: `threads` slots for light requests, one for heavy.
+        self.light: anyio.CapacityLimiter | None = None
+        self.heavy: anyio.CapacityLimiter | None = None
 
     def handles(self, path: str) -> bool:
         return path in self.routes and self.instance() is not None
@@ -77,12 +85,14 @@ class FastPath:
             await _send_json(send, 400, _dumps(error))
             return
         arguments = {name: getattr(request, name) for name in type(request).model_fields}
-        if self.limiter is None:
-            self.limiter = anyio.CapacityLimiter(self.threads)
+        if self.light is None:
+            self.light = anyio.CapacityLimiter(self.threads)
+            self.heavy = anyio.CapacityLimiter(1)
+        limiter = self.heavy if request_items(arguments) > HEAVY_ITEMS else self.light
         instance = self.instance()
         try:
             output = await anyio.to_thread.run_sync(
-                lambda: func(instance, **arguments), limiter=self.limiter
+                lambda: func(instance, **arguments), limiter=limiter
             )
         except Exception:
             logger.exception("POST %s failed", scope["path"])
@@ -93,6 +103,15 @@ class FastPath:
             return
         # A Starlette response (the API's own 4xx or 503 answers).
         await output(scope, _no_body, send)
+
+
+def request_items(arguments: Mapping[str, Any]) -> int:
+    """Items a request asks for or lists: users x k, or its longest id list."""
+    users = arguments.get("user_ids")
+    k = arguments.get("k")
+    asked = (len(users) if isinstance(users, list) else 1) * (k if isinstance(k, int) else 0)
+    listed = max((len(value) for value in arguments.values() if isinstance(value, list)), default=0)
+    return max(asked, listed)
 
 
 async def _no_body() -> dict:

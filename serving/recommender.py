@@ -177,7 +177,7 @@ class OnlineRecommender:
         unknown = unknown_given + unknown_listed
         if not keep:
             items, scores = self._popular(k, candidates)
-            return self._answer(items, scores, fallback=True, unknown=unknown)
+            return self._answer(items, scores, user_id=None, fallback=True, unknown=unknown)
         indices = np.array([known[i] for i in keep], dtype=np.int64)
         values = None if ratings is None else np.array([ratings[i] for i in keep], np.float64)
         if values is not None and values.min() < 0:
@@ -196,7 +196,7 @@ class OnlineRecommender:
         if exclude_given:
             scores[indices] = -np.inf
         items, item_scores = top_k(scores[np.newaxis, :], k, allowed=candidates)
-        return self._answer(items[0], item_scores[0], fallback=False, unknown=unknown)
+        return self._answer(items[0], item_scores[0], user_id=None, fallback=False, unknown=unknown)
 
     def similar_items(self, item_id: str, k: int = 10) -> dict:
         """The k items whose factors have the highest cosine similarity with `item_id`'s.

@@ -6,7 +6,20 @@ import json
 
 import pytest
 
+from serving import schemas
+from serving.fast_path import HEAVY_ITEMS, request_items
 from tests.serving.conftest import N_ITEMS, guard_options
+
+ANSWERS = {
+    "/recommend": schemas.Recommendations,
+    "/recommend_batch": schemas.BatchRecommendations,
+    "/recommend_for_items": schemas.Recommendations,
+    "/rank": schemas.Recommendations,
+    "/similar_items": schemas.SimilarItems,
+    "/similar_users": schemas.SimilarUsers,
+    "/score": schemas.Scores,
+    "/model_info": schemas.ModelInfo,
+}
 
 REQUESTS = [
     ("/recommend", {"user_id": "u0", "k": 3}),
@@ -70,3 +83,16 @@ def test_fast_path_answers_as_bentoml_routing_does(both, path, body) -> None:
     assert fast.status_code == routed.status_code
     assert fast.json() == routed.json()
     assert fast.headers["content-type"].startswith("application/json")
+    if fast.status_code == 200:
+        # Exactly the declared answer's serialization: every field present, nothing extra.
+        answer = fast.json()
+        assert ANSWERS[path].model_validate(answer).model_dump(mode="json") == answer
+    else:
+        assert schemas.ErrorResponse.model_validate(fast.json()).error
+
+
+def test_heavy_requests_are_told_from_light_ones() -> None:
+    assert request_items({"user_id": "u", "k": 10}) == 10
+    assert request_items({"user_ids": ["u"] * 100, "k": 50}) == 5000 > HEAVY_ITEMS
+    assert request_items({"user_id": "u", "item_ids": ["i"] * 2000, "k": None}) == 2000
+    assert request_items({"user_id": "u", "k": 10, "deny_items": ["i"] * 10}) == 10
