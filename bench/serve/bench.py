@@ -109,12 +109,17 @@ def run_wrk(port: int, concurrency: int, duration: float, script: Path) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The random model's shape: MovieLens-20M's by default."""
     parser.add_argument("--users", type=int, default=138_493)
     parser.add_argument("--items", type=int, default=26_744)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--seen-per-user", type=int, default=144)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="workers of BOTH servers")
     parser.add_argument("--blas-threads", default="1", help="OPENBLAS_NUM_THREADS of both")
     parser.add_argument("--duration", type=int, default=8, help="seconds per measurement")

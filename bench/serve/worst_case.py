@@ -34,7 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench import free_port, random_model  # noqa: E402
+from bench import add_model_arguments, free_port, random_model  # noqa: E402
 from serving.cli import stop_server, wait_until_ready  # noqa: E402
 from serving.schemas import (  # noqa: E402
     MAX_BATCH_K,
@@ -152,10 +152,7 @@ def measure(port, server, seconds, n_users, heavy=None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=138_493)
-    parser.add_argument("--items", type=int, default=26_744)
-    parser.add_argument("--factors", type=int, default=64)
-    parser.add_argument("--seen-per-user", type=int, default=144)
+    add_model_arguments(parser)
     parser.add_argument("--seconds", type=float, default=10, help="per request kind")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
