@@ -130,6 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     state = Path(tempfile.mkdtemp(prefix="walsrec-bench-serve-"))
     env = {
@@ -226,6 +227,7 @@ def main() -> None:
     finally:
         for process in processes.values():
             stop_server(process)
+        print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     print(
         f"\nmedians over {args.rounds} round(s) of {args.duration:g} s; workers={args.workers}, "
