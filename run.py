@@ -240,6 +240,16 @@ def report_training(run: Any) -> None:
     if output_step is not None:
         path = output_step.config.parameters.get("output", {}).get("topk_path")
         click.echo(f"Top-k written:  {path}")
+    if Client().active_stack.orchestrator.flavor == "local":
+        # The local orchestrator runs every step in this process; elsewhere each step is a pod.
+        click.echo(f"Peak memory:    {peak_rss_gib():.2f} GiB RSS (the whole run)")
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory so far, in GiB."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # ru_maxrss: KiB on Linux
 
 
 def _common_options(func: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,6 +135,8 @@ def test_cli_trains_on_a_file_pair_and_writes_topk(ml100k_dir: Path, tmp_path: P
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Model version:" in result.stdout and "ndcg@10" in result.stdout
+    peak = re.search(r"Peak memory: +([0-9.]+) GiB RSS", result.stdout)
+    assert peak and 0.2 < float(peak.group(1)) < 8, result.stdout[-500:]
     recs = pd.read_csv(out)
     assert len(recs) == 943 * 10
 
