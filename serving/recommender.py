@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from serving.fold_in import FoldIn
 from serving.schemas import MAX_ANSWER_ITEMS
+from walsrec.fold_in import FoldIn
 from walsrec.model import RecommenderModel, blend_scores
 from walsrec.topk import PAD_ITEM, top_k
 

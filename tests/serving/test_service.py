@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from serving.fold_in import FoldIn
 from serving.schemas import MAX_BATCH_USERS
 from tests.serving.conftest import N_ITEMS, guard_options
+from walsrec.fold_in import FoldIn
 
 
 def _ids(answer: dict) -> list[str]:

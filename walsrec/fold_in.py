@@ -1,9 +1,13 @@
-"""Fold-in of a new user in NumPy: the same least-squares solve as `walsrec.wals`, without TF.
+"""Fold-in in NumPy: the same least-squares solve as `walsrec.wals`, without TensorFlow.
 
-`walsrec.wals.WALSModel.fold_in` is the reference: it runs one user through the training's
-TensorFlow solver. Importing TensorFlow costs seconds and hundreds of MiB per server worker, and
-one 64 x 64 solve through TensorFlow's graph machinery costs more than the solve itself, so the
-service uses this NumPy transcription instead. tests/serving/test_fold_in.py checks that it
+The one inference-time fold-in: the model class (`RecommenderModel.recommend(...,
+recalculate_user=True)`, `partial_fit_users` / `partial_fit_items`), batch inference and the
+service all solve new or changed rows here. `walsrec.wals.WALSModel.fold_in` is the reference:
+it runs one user through the training's TensorFlow solver. Importing TensorFlow costs seconds
+and hundreds of MiB per server worker, and one 64 x 64 solve through TensorFlow's graph
+machinery costs more than the solve itself, so inference uses this NumPy transcription
+instead. The defaults of a config key missing from a model's saved config are
+`walsrec.wals_config.WALSConfig`'s. tests/serving/test_fold_in.py checks that it
 returns the same factors as `WALSModel.fold_in` (to 1e-5) for every weighting, mode and bias
 setting; a change to the solve in walsrec/wals.py must be mirrored here, and that test fails
 until it is.
@@ -26,12 +30,14 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
 from walsrec.errors import DataError
+from walsrec.wals_config import OBSERVED_WEIGHTINGS, WALSConfig
 
 __all__ = ["FoldIn"]
 
-_WEIGHTINGS = ("constant", "linear", "log", "item_power", "proportional")
+_DEFAULTS = WALSConfig()
 
 
 class FoldIn:
@@ -56,16 +62,19 @@ class FoldIn:
         global_mean: float,
         item_counts: np.ndarray | None,
     ) -> None:
-        self.mode = str(config.get("mode", "implicit"))
-        self.weighting = str(config.get("observed_weighting", "linear"))
-        if self.weighting not in _WEIGHTINGS:
+        def setting(key: str) -> Any:
+            return config.get(key, getattr(_DEFAULTS, key))
+
+        self.mode = str(setting("mode"))
+        self.weighting = str(setting("observed_weighting"))
+        if self.weighting not in OBSERVED_WEIGHTINGS:
             raise DataError(f"model config: unknown observed_weighting {self.weighting!r}")
-        self.alpha = float(config.get("alpha", 10.0))
-        self.epsilon = float(config.get("epsilon", 1.0))
-        self.item_weight_exponent = float(config.get("item_weight_exponent", 0.08))
-        self.unobserved_weight = float(config.get("unobserved_weight", 1.0))
-        self.regularization = float(config.get("regularization", 0.05))
-        self.count_scaling = config.get("regularization_scaling", "none") == "count"
+        self.alpha = float(setting("alpha"))
+        self.epsilon = float(setting("epsilon"))
+        self.item_weight_exponent = float(setting("item_weight_exponent"))
+        self.unobserved_weight = float(setting("unobserved_weight"))
+        self.regularization = float(setting("regularization"))
+        self.count_scaling = setting("regularization_scaling") == "count"
         self.use_biases = item_bias is not None
         self.n_factors = int(item_factors.shape[1])
         self.global_mean = float(global_mean)
@@ -134,6 +143,29 @@ class FoldIn:
         if self.use_biases:
             return solution[: self.n_factors].astype(np.float32), float(solution[self.n_factors])
         return solution.astype(np.float32), 0.0
+
+    def solve_rows(self, rows: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+        """Fold in many rows at once: row r of `rows` holds one user's values by item index.
+
+        Args:
+            rows: sparse [n_rows, n_items] ratings or counts (stored zeros are unobserved).
+
+        Returns:
+            (float32 [n_rows, n_factors] factors, float32 [n_rows] biases, zeros without
+            biases): each row as `solve` returns it.
+        """
+        rows = sp.csr_matrix(rows)
+        if rows.ndim != 2 or rows.shape[1] != self.design.shape[0]:
+            raise DataError(
+                f"fold-in rows have {rows.shape[1]} columns, the model has "
+                f"{self.design.shape[0]} items"
+            )
+        factors = np.zeros((rows.shape[0], self.n_factors), dtype=np.float32)
+        biases = np.zeros(rows.shape[0], dtype=np.float32)
+        for row in range(rows.shape[0]):
+            start, stop = rows.indptr[row], rows.indptr[row + 1]
+            factors[row], biases[row] = self.solve(rows.indices[start:stop], rows.data[start:stop])
+        return factors, biases
 
     def _extra_confidence(self, values: np.ndarray, items: np.ndarray) -> np.ndarray:
         """f(r) = c - unobserved_weight per observed entry (see WALSConfig.observed_weighting)."""
