@@ -52,6 +52,9 @@ class FoldIn:
         item_bias: float [n_items], or None for a model without biases.
         global_mean: the model's global mean (explicit mode's targets are rating - mean).
         item_counts: observed entries per item in training; used by the item_power weighting.
+        solving_items: the rows solved are items against fixed user factors (the arguments
+            named item_* are then the users'): item_power weighs an entry by the solved item's
+            own number of observed entries, as training does.
     """
 
     def __init__(
@@ -61,6 +64,8 @@ class FoldIn:
         item_bias: np.ndarray | None,
         global_mean: float,
         item_counts: np.ndarray | None,
+        *,
+        solving_items: bool = False,
     ) -> None:
         def setting(key: str) -> Any:
             return config.get(key, getattr(_DEFAULTS, key))
@@ -75,6 +80,7 @@ class FoldIn:
         self.unobserved_weight = float(setting("unobserved_weight"))
         self.regularization = float(setting("regularization"))
         self.count_scaling = setting("regularization_scaling") == "count"
+        self.solving_items = solving_items
         self.use_biases = item_bias is not None
         self.n_factors = int(item_factors.shape[1])
         self.global_mean = float(global_mean)
@@ -89,17 +95,18 @@ class FoldIn:
         self.gram = self.unobserved_weight * (self.design.T @ self.design)
         self.offset_term = self.unobserved_weight * (self.design.T @ self.offsets)
 
-    def solve(
+    def normal_equations(
         self, items: np.ndarray, values: np.ndarray | None = None
-    ) -> tuple[np.ndarray, float]:
-        """Factors and bias of a user who interacted with `items` (with `values`).
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The row's system A z = b (see the module docstring) and the terms `explain` reads.
 
         Args:
             items: int [n] item indices (valid ones; may be empty, repeated).
             values: float [n] ratings or counts; None means 1.0 each.
 
         Returns:
-            (float32 [n_factors] factors, bias), the bias 0.0 for a model without biases.
+            (A [d, d], b [d], observed [m] the distinct observed items, coefficients [m]),
+            float64, with b = design[observed]^T coefficients - offset_term.
 
         Raises:
             DataError: values negative, non-finite or not one per item.
@@ -132,6 +139,29 @@ class FoldIn:
         lhs[np.diag_indices_from(lhs)] += regularization
         coefficients = weighted_target - extra * self.offsets[observed]
         rhs = design.T @ coefficients - self.offset_term
+        return lhs, rhs, observed, coefficients
+
+    def solve(
+        self, items: np.ndarray, values: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float]:
+        """Factors and bias of a user who interacted with `items` (with `values`).
+
+        A user with no (nonzero) interactions gets exactly zero factors and bias, as training
+        gives a row without entries.
+
+        Args:
+            items: int [n] item indices (valid ones; may be empty, repeated).
+            values: float [n] ratings or counts; None means 1.0 each.
+
+        Returns:
+            (float32 [n_factors] factors, bias), the bias 0.0 for a model without biases.
+
+        Raises:
+            DataError: values negative, non-finite or not one per item.
+        """
+        lhs, rhs, observed, _ = self.normal_equations(items, values)
+        if observed.size == 0:  # no information: zero, as training gives a row without entries
+            return np.zeros(self.n_factors, dtype=np.float32), 0.0
         try:
             solution = scipy.linalg.cho_solve(scipy.linalg.cho_factor(lhs, lower=True), rhs)
         except np.linalg.LinAlgError:
@@ -177,7 +207,10 @@ class FoldIn:
             return self.alpha * values - self.unobserved_weight
         if self.weighting == "log":
             return self.alpha * np.log1p(values / self.epsilon)
-        if self.item_counts is None:
+        if self.solving_items:  # the solved item's own number of observed entries
+            counts = np.full(values.shape, max(float(values.size), 1.0))
+        elif self.item_counts is None:
             raise DataError("the item_power weighting needs the model's item counts")
-        counts = np.maximum(self.item_counts[items], 1.0)
+        else:
+            counts = np.maximum(self.item_counts[items], 1.0)
         return self.alpha * counts ** (-self.item_weight_exponent)

@@ -238,6 +238,8 @@ class WALSModel:
         except tf.errors.OpError as error:
             raise _tensorflow_failure(error, "fold_in") from None
         free = solution.numpy()[0].astype(np.float32)
+        if observed.size == 0:  # no entries: zero, as training gives such a row
+            free = np.zeros_like(free)
         if not np.all(np.isfinite(free)):
             raise _not_finite("fold_in")
         if config.use_biases:
@@ -571,6 +573,8 @@ class _SidePlan:
     chunks: list[_Chunk]
     # Solutions come out in chunk order (with padding rows); this gathers them into row order.
     chunk_order_to_rows: tf.Tensor
+    # bool [n_rows, 1]: the row has entries. Rows without are set to exactly zero.
+    has_entries: tf.Tensor
     padded_entries: int
     entries: int
 
@@ -660,6 +664,7 @@ def _plan_side(
     return _SidePlan(
         chunks=chunks,
         chunk_order_to_rows=tf.constant(position_of_row.astype(np.int32)),
+        has_entries=tf.constant((lengths > 0)[:, np.newaxis]),
         padded_entries=padded_entries,
         entries=int(indptr[-1]),
     )
@@ -736,7 +741,10 @@ def _solve_side(
         solutions = [solve_chunk(chunk) for chunk in plan.chunks]
     else:
         solutions = list(pool.map(solve_chunk, plan.chunks))
-    return tf.gather(tf.concat(solutions, axis=0), plan.chunk_order_to_rows)
+    solution = tf.gather(tf.concat(solutions, axis=0), plan.chunk_order_to_rows)
+    # A row without entries has no information: exactly zero, whatever the solver (CG would
+    # keep part of its warm start, the exact solve with biases a bias-only fit).
+    return tf.where(plan.has_entries, solution, tf.zeros_like(solution))
 
 
 @dataclass
