@@ -221,6 +221,24 @@ class RecommenderModel:
             return wals
         return blend_scores(wals, self.seen_rows()[users], self.item_item, self.blend_weight)
 
+    def score_folded(
+        self, factors: np.ndarray, biases: np.ndarray | None, rows: sp.spmatrix | None
+    ) -> np.ndarray:
+        """Scores [n, n_items] of users not stored in the model (folded in): the `score_rows`
+        formula with their factors and biases, blended with their item sets (`rows`, read only
+        by a blended model) as `score_users` blends a known user's training items."""
+        folded = _Factors(
+            factors,
+            self.item_factors,
+            None if self.user_bias is None else biases,
+            self.item_bias,
+            self.global_mean,
+        )
+        scores = score_rows(folded, np.arange(factors.shape[0]))
+        if self.item_item is None:
+            return scores
+        return blend_scores(scores, binary_rows(rows), self.item_item, self.blend_weight)
+
     def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Predictions for (user, item) index pairs: global mean + biases + x_u . y_i, blended
         like `score_users` when the model has an item-item part."""
@@ -708,13 +726,6 @@ class RecommenderModel:
         or (positions None) for users folded in from `rows`: one formula, `score_rows`."""
         if positions is None:
             factors, biases = self.fold_in().solve_rows(rows)
-            folded = _Factors(
-                factors,
-                self.item_factors,
-                None if self.user_bias is None else biases,
-                self.item_bias,
-                self.global_mean,
-            )
             n_rows = rows.shape[0]
         else:
             n_rows = positions.size
@@ -723,13 +734,9 @@ class RecommenderModel:
             stop = min(start + step, n_rows)
             if positions is not None:
                 yield start, stop, self.score_users(positions[start:stop])
-                continue
-            scores = score_rows(folded, np.arange(start, stop))
-            if self.item_item is not None:
-                scores = blend_scores(
-                    scores, binary_rows(rows[start:stop]), self.item_item, self.blend_weight
-                )
-            yield start, stop, scores
+            else:
+                part = slice(start, stop)
+                yield start, stop, self.score_folded(factors[part], biases[part], rows[part])
 
     def _query_factors(
         self, ids: list[str], scalar: bool, kind: str, interactions: Any, recalculate: bool

@@ -61,3 +61,16 @@ def test_users_times_k_is_capped(engine, monkeypatch) -> None:
         engine.recommend_batch(["u1"] * 11, k=10)
     assert error.value.field == "k" and "110" in error.value.message
     assert MAX_ANSWER_ITEMS >= 10_000
+
+
+def test_an_item_without_factors_is_never_a_similar_item() -> None:
+    # Training gives an item with no interactions exactly zero factors; cosine similarity
+    # normalizes, so it must be excluded rather than ranked at similarity 0.
+    model = synthetic_model(seed=5)
+    model.item_factors[7] = 0.0
+    online = OnlineRecommender(model)
+    for item in range(20):
+        if item == 7:
+            continue
+        answer = online.similar_items(f"i{item}", k=online.n_items - 2)
+        assert "i7" not in {entry["item_id"] for entry in answer["items"]}
