@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -287,3 +288,20 @@ print("ok")
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_the_readme_library_snippet_runs_in_python_c(tmp_path) -> None:
+    # What a user copies: the README's "Use it as a library" snippet, in a plain `python -c`.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Use it as a library", 1)[1]
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "array([" in done.stdout and (tmp_path / "model.zip").is_file()
