@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from serving.fold_in import FoldIn
 from serving.schemas import MAX_ANSWER_ITEMS
+from walsrec.fold_in import FoldIn
 from walsrec.item_table import ItemFilter
 from walsrec.model import RecommenderModel, blend_scores
 from walsrec.topk import PAD_ITEM, top_k
@@ -70,7 +70,7 @@ class OnlineRecommender:
         self.item_norms = np.linalg.norm(self.item_factors, axis=1)
         self.item_filter = None if item_fields is None else ItemFilter(item_fields, model.n_items)
         # WALS's part only: a blended model's factors are WALS's, its item-item part is added
-        # from the given items by `_blend`, as for a known user from their training items.
+        # from the given items by `score_folded`, as for a known user from their training items.
         self.fold_in = FoldIn(
             model.config, model.item_factors, model.item_bias, model.global_mean, popularity
         )
@@ -138,15 +138,9 @@ class OnlineRecommender:
         return answers
 
     def _user_scores(self, users: np.ndarray, exclude_seen: bool) -> np.ndarray:
-        """float32 [len(users), n_items] scores of known users; seen items -inf if excluded."""
-        scores = self.user_factors[users] @ self.item_factors.T
-        scores += self.item_offset
-        if self.model.user_bias is not None:
-            scores += self.model.user_bias[users, np.newaxis]
-        if self.seen_rows is not None:
-            scores = blend_scores(
-                scores, self.seen_rows[users], self.model.item_item, self.model.blend_weight
-            )
+        """float32 [len(users), n_items] scores of known users; seen items -inf if excluded.
+        The model's own scores (`score_rows`, blended), as evaluation and batch inference."""
+        scores = self.model.score_users(users)
         if exclude_seen:
             seen = self.seen[users]
             scores[np.repeat(np.arange(users.size), np.diff(seen.indptr)), seen.indices] = -np.inf
@@ -183,16 +177,12 @@ class OnlineRecommender:
         if values is not None and values.min() < 0:
             raise RequestError("ratings", "must be >= 0 (ratings or counts)")
         factors, bias = self.fold_in.solve(indices, values)
-        scores = self.item_factors @ factors + self.item_offset + np.float32(bias)
-        if self.seen_rows is not None:
-            given = indices if values is None else indices[values > 0]
-            row = sp.csr_matrix(
-                (np.ones(given.size, np.float32), (np.zeros(given.size, np.int64), given)),
-                shape=(1, self.n_items),
-            )
-            row.sum_duplicates()
-            row.data[:] = 1.0  # an item set, as the training rows are
-            scores = self._blend(scores, row)
+        given = indices if values is None else indices[values > 0]
+        row = sp.csr_matrix(  # the given item set (read by a blended model)
+            (np.ones(given.size, np.float32), (np.zeros(given.size, np.int64), given)),
+            shape=(1, self.n_items),
+        )
+        scores = self.model.score_folded(factors[np.newaxis], np.float32([bias]), row)[0]
         if exclude_given:
             scores[indices] = -np.inf
         items, item_scores = top_k(scores[np.newaxis, :], k, allowed=candidates)
@@ -276,13 +266,8 @@ class OnlineRecommender:
         user = self.user_position.get(user_id)
         if user is None:
             values = self.popularity[known]
-        elif self.seen_rows is not None:
-            # The model's own pair formula, item-item part included.
+        else:  # the model's own pair formula, item-item part included
             values = self.model.predict(np.full(known.size, user, dtype=np.int64), known)
-        else:
-            values = self.item_factors[known] @ self.user_factors[user] + self.item_offset[known]
-            if self.model.user_bias is not None:
-                values += self.model.user_bias[user]
         return {
             "user_id": user_id,
             "fallback": user is None,

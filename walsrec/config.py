@@ -1,7 +1,7 @@
 """The sections of a pipeline config, their keys, and the check run before anything starts.
 
 Every section of a config's `parameters:` is read by one dataclass (`wals:` by
-`walsrec.wals.WALSConfig`, `promotion:` by `PromotionConfig` below, ...); its keys are that
+`walsrec.wals_config.WALSConfig`, `promotion:` by `PromotionConfig` below, ...); its keys are that
 class's fields. `check_parameters` rejects any other key, in every section, with its path and
 the nearest valid name, before data is read or TensorFlow imported. It reads the field names
 from the classes' source code rather than importing them (importing `walsrec.wals` starts
@@ -225,7 +225,7 @@ SECTIONS: dict[str, Section] = {
     ),
     "preprocess": Section("walsrec.data.splits", "PreprocessConfig"),
     "split": Section("walsrec.data.splits", "SplitConfig"),
-    "wals": Section("walsrec.wals", "WALSConfig"),
+    "wals": Section("walsrec.wals_config", "WALSConfig"),
     "bayes": Section("walsrec.bayes", "BayesConfig"),
     "blend": Section("walsrec.ensemble", "BlendConfig"),
     "tuning": Section(

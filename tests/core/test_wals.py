@@ -294,6 +294,7 @@ def test_fold_in_after_convergence_matches_trained_user() -> None:
     assert np.all(np.isfinite(implicit_factors))
     cold, _ = model.fold_in(np.array([], dtype=np.int64))
     assert cold.shape == (4,)
+    assert not cold.any()  # no items, no information: zero, as training gives such a row
     with pytest.raises(DataError, match="out of range"):
         model.fold_in(np.array([30]))
     with pytest.raises(DataError, match="negative"):
@@ -633,13 +634,17 @@ def _light_solve_inputs(dtype: type, d: int, lengths: list[int], seed: int) -> d
 
 
 def _dense_row_solves(inputs: dict) -> np.ndarray:
-    """np.linalg.solve of every row's normal equations, in float64 (the op's documentation)."""
+    """np.linalg.solve of every row's normal equations, in float64 (the op's documentation);
+    a row without entries is exactly zero."""
     f64 = {key: np.asarray(value, np.float64) for key, value in inputs.items()}
     indptr, indices = inputs["indptr"], inputs["indices"]
     d = f64["design"].shape[1]
     solutions = []
     for row in range(indptr.size - 1):
         entries = slice(indptr[row], indptr[row + 1])
+        if indptr[row + 1] == indptr[row]:
+            solutions.append(np.zeros(d))
+            continue
         q = f64["design"][indices[entries]]
         extra = f64["extra"][entries]
         lhs = f64["unobserved_gram"] + f64["row_regularization"][row] * np.eye(d)
@@ -701,3 +706,38 @@ def test_training_without_the_loss_gives_the_same_factors() -> None:
     assert np.array_equal(tracked.item_factors, untracked.item_factors)
     assert all(np.isfinite(e.loss) for e in tracked.history)
     assert all(np.isnan(e.loss) for e in untracked.history)
+
+
+@pytest.mark.parametrize("kernel", ["fused", "graph"])
+@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+@pytest.mark.parametrize("use_biases", [False, True])
+def test_rows_without_entries_get_exactly_zero_factors(
+    kernel: str, solver: str, use_biases: bool
+) -> None:
+    # CG warm-starts from the previous factors, so before the fix an empty row kept ~1e-4 of its
+    # random start at small regularization (and the exact solve with biases a bias-only fit),
+    # and cosine similarity, which normalizes, made such an item a neighbour of many others.
+    from walsrec.synthetic import generate_interactions
+
+    data = generate_interactions(200, 120, 3000, seed=11, feedback="counts")
+    matrix = sp.lil_matrix(
+        sp.csr_matrix((data.ratings, (data.users, data.items)), shape=(200, 120))
+    )
+    matrix[17, :] = 0
+    matrix[:, [4, 119]] = 0
+    config = WALSConfig(
+        n_factors=8,
+        regularization=0.001,
+        epochs=3,
+        solver=solver,
+        kernel=kernel,
+        use_biases=use_biases,
+        jit_compile=False,
+    )
+    model = train_wals(sp.csr_matrix(matrix), config)
+    assert not model.user_factors[17].any()
+    assert not model.item_factors[[4, 119]].any()
+    if use_biases:
+        assert model.user_bias[17] == 0 and not model.item_bias[[4, 119]].any()
+    # Every other row still learned something.
+    assert np.all(np.abs(np.delete(model.item_factors, [4, 119], axis=0)).sum(axis=1) > 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving.fold_in import FoldIn
+from walsrec.fold_in import FoldIn
 from walsrec.wals import WALSConfig, WALSModel
 
 CASES = [

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from serving.fold_in import FoldIn
 from serving.schemas import MAX_BATCH_USERS
 from tests.serving.conftest import N_ITEMS, guard_options
+from walsrec.fold_in import FoldIn
 
 
 def _ids(answer: dict) -> list[str]:
@@ -129,13 +129,11 @@ def test_recommend_batch_answers_each_user(client) -> None:
     assert [r["user_id"] for r in results] == ["u0", "who", "u2"]
     assert [r["fallback"] for r in results] == [False, True, False]
     single = client.post("/recommend", json={"user_id": "u2", "k": 2}).json()
-    # The same items; scores equal up to float32 rounding (a block GEMM against one GEMV).
-    assert _ids(results[2]) == _ids(single)
-    np.testing.assert_allclose(
-        [item["score"] for item in results[2]["items"]],
-        [item["score"] for item in single["items"]],
-        rtol=1e-6,
-    )
+    # The same answer; scores to float32 rounding (BLAS sums a 1-row and a 2-row product in
+    # different orders on some machines).
+    batch_scores = [item.pop("score") for item in results[2]["items"]]
+    assert batch_scores == pytest.approx([item.pop("score") for item in single["items"]], rel=1e-6)
+    assert results[2] == single
 
 
 @pytest.mark.parametrize(

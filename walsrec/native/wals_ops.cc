@@ -7,7 +7,8 @@
 //
 // where q_j = design[j] (the fixed side's factors, with a trailing 1 when biases are learned),
 // o_j = offsets[j] (the fixed side's bias), G = unobserved_gram, g = unobserved_offset_term,
-// extra_j = c_j - w0 and wt_j = c_j t_j. It is the same system as the TensorFlow-op solvers in
+// extra_j = c_j - w0 and wt_j = c_j t_j. A row without entries is set to exactly zero (no
+// information; CG would keep part of its warm start). It is the same system as the TensorFlow-op solvers in
 // wals.py (_normal_equations, _cg_chunk_solver); this kernel exists for speed:
 //
 // * No padding and no dispatch per chunk: rows are read straight from CSR arrays, and the work
@@ -490,6 +491,12 @@ class WalsSolveRowsOp : public OpKernel {
           RowSolver<T> solver(inputs, cg_steps, factors);
           for (int64_t b = begin; b < end; ++b) {
             for (int64_t row = bounds[b]; row < bounds[b + 1]; ++row) {
+              if (pointers[row + 1] == pointers[row]) {
+                // A row without entries has no information: exactly zero (factors and bias),
+                // whatever the solver (CG would keep part of its warm start).
+                std::fill(output + row * d, output + (row + 1) * d, T(0));
+                continue;
+              }
               if (cholesky) {
                 const bool light_row = pointers[row + 1] - pointers[row] <= light_max_length;
                 if (!(light_row && solver.SolveLight(row, output + row * d))) {

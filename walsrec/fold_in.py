@@ -1,9 +1,13 @@
-"""Fold-in of a new user in NumPy: the same least-squares solve as `walsrec.wals`, without TF.
+"""Fold-in in NumPy: the same least-squares solve as `walsrec.wals`, without TensorFlow.
 
-`walsrec.wals.WALSModel.fold_in` is the reference: it runs one user through the training's
-TensorFlow solver. Importing TensorFlow costs seconds and hundreds of MiB per server worker, and
-one 64 x 64 solve through TensorFlow's graph machinery costs more than the solve itself, so the
-service uses this NumPy transcription instead. tests/serving/test_fold_in.py checks that it
+The one inference-time fold-in: the model class (`RecommenderModel.recommend(...,
+recalculate_user=True)`, `partial_fit_users` / `partial_fit_items`), batch inference and the
+service all solve new or changed rows here. `walsrec.wals.WALSModel.fold_in` is the reference:
+it runs one user through the training's TensorFlow solver. Importing TensorFlow costs seconds
+and hundreds of MiB per server worker, and one 64 x 64 solve through TensorFlow's graph
+machinery costs more than the solve itself, so inference uses this NumPy transcription
+instead. The defaults of a config key missing from a model's saved config are
+`walsrec.wals_config.WALSConfig`'s. tests/serving/test_fold_in.py checks that it
 returns the same factors as `WALSModel.fold_in` (to 1e-5) for every weighting, mode and bias
 setting; a change to the solve in walsrec/wals.py must be mirrored here, and that test fails
 until it is.
@@ -26,12 +30,14 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
 from walsrec.errors import DataError
+from walsrec.wals_config import OBSERVED_WEIGHTINGS, WALSConfig
 
 __all__ = ["FoldIn"]
 
-_WEIGHTINGS = ("constant", "linear", "log", "item_power", "proportional")
+_DEFAULTS = WALSConfig()
 
 
 class FoldIn:
@@ -46,6 +52,9 @@ class FoldIn:
         item_bias: float [n_items], or None for a model without biases.
         global_mean: the model's global mean (explicit mode's targets are rating - mean).
         item_counts: observed entries per item in training; used by the item_power weighting.
+        solving_items: the rows solved are items against fixed user factors (the arguments
+            named item_* are then the users'): item_power weighs an entry by the solved item's
+            own number of observed entries, as training does.
     """
 
     def __init__(
@@ -55,17 +64,23 @@ class FoldIn:
         item_bias: np.ndarray | None,
         global_mean: float,
         item_counts: np.ndarray | None,
+        *,
+        solving_items: bool = False,
     ) -> None:
-        self.mode = str(config.get("mode", "implicit"))
-        self.weighting = str(config.get("observed_weighting", "linear"))
-        if self.weighting not in _WEIGHTINGS:
+        def setting(key: str) -> Any:
+            return config.get(key, getattr(_DEFAULTS, key))
+
+        self.mode = str(setting("mode"))
+        self.weighting = str(setting("observed_weighting"))
+        if self.weighting not in OBSERVED_WEIGHTINGS:
             raise DataError(f"model config: unknown observed_weighting {self.weighting!r}")
-        self.alpha = float(config.get("alpha", 10.0))
-        self.epsilon = float(config.get("epsilon", 1.0))
-        self.item_weight_exponent = float(config.get("item_weight_exponent", 0.08))
-        self.unobserved_weight = float(config.get("unobserved_weight", 1.0))
-        self.regularization = float(config.get("regularization", 0.05))
-        self.count_scaling = config.get("regularization_scaling", "none") == "count"
+        self.alpha = float(setting("alpha"))
+        self.epsilon = float(setting("epsilon"))
+        self.item_weight_exponent = float(setting("item_weight_exponent"))
+        self.unobserved_weight = float(setting("unobserved_weight"))
+        self.regularization = float(setting("regularization"))
+        self.count_scaling = setting("regularization_scaling") == "count"
+        self.solving_items = solving_items
         self.use_biases = item_bias is not None
         self.n_factors = int(item_factors.shape[1])
         self.global_mean = float(global_mean)
@@ -80,17 +95,18 @@ class FoldIn:
         self.gram = self.unobserved_weight * (self.design.T @ self.design)
         self.offset_term = self.unobserved_weight * (self.design.T @ self.offsets)
 
-    def solve(
+    def normal_equations(
         self, items: np.ndarray, values: np.ndarray | None = None
-    ) -> tuple[np.ndarray, float]:
-        """Factors and bias of a user who interacted with `items` (with `values`).
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The row's system A z = b (see the module docstring) and the terms `explain` reads.
 
         Args:
             items: int [n] item indices (valid ones; may be empty, repeated).
             values: float [n] ratings or counts; None means 1.0 each.
 
         Returns:
-            (float32 [n_factors] factors, bias), the bias 0.0 for a model without biases.
+            (A [d, d], b [d], observed [m] the distinct observed items, coefficients [m]),
+            float64, with b = design[observed]^T coefficients - offset_term.
 
         Raises:
             DataError: values negative, non-finite or not one per item.
@@ -123,6 +139,29 @@ class FoldIn:
         lhs[np.diag_indices_from(lhs)] += regularization
         coefficients = weighted_target - extra * self.offsets[observed]
         rhs = design.T @ coefficients - self.offset_term
+        return lhs, rhs, observed, coefficients
+
+    def solve(
+        self, items: np.ndarray, values: np.ndarray | None = None
+    ) -> tuple[np.ndarray, float]:
+        """Factors and bias of a user who interacted with `items` (with `values`).
+
+        A user with no (nonzero) interactions gets exactly zero factors and bias, as training
+        gives a row without entries.
+
+        Args:
+            items: int [n] item indices (valid ones; may be empty, repeated).
+            values: float [n] ratings or counts; None means 1.0 each.
+
+        Returns:
+            (float32 [n_factors] factors, bias), the bias 0.0 for a model without biases.
+
+        Raises:
+            DataError: values negative, non-finite or not one per item.
+        """
+        lhs, rhs, observed, _ = self.normal_equations(items, values)
+        if observed.size == 0:  # no information: zero, as training gives a row without entries
+            return np.zeros(self.n_factors, dtype=np.float32), 0.0
         try:
             solution = scipy.linalg.cho_solve(scipy.linalg.cho_factor(lhs, lower=True), rhs)
         except np.linalg.LinAlgError:
@@ -135,6 +174,29 @@ class FoldIn:
             return solution[: self.n_factors].astype(np.float32), float(solution[self.n_factors])
         return solution.astype(np.float32), 0.0
 
+    def solve_rows(self, rows: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+        """Fold in many rows at once: row r of `rows` holds one user's values by item index.
+
+        Args:
+            rows: sparse [n_rows, n_items] ratings or counts (stored zeros are unobserved).
+
+        Returns:
+            (float32 [n_rows, n_factors] factors, float32 [n_rows] biases, zeros without
+            biases): each row as `solve` returns it.
+        """
+        rows = sp.csr_matrix(rows)
+        if rows.ndim != 2 or rows.shape[1] != self.design.shape[0]:
+            raise DataError(
+                f"fold-in rows have {rows.shape[1]} columns, the model has "
+                f"{self.design.shape[0]} items"
+            )
+        factors = np.zeros((rows.shape[0], self.n_factors), dtype=np.float32)
+        biases = np.zeros(rows.shape[0], dtype=np.float32)
+        for row in range(rows.shape[0]):
+            start, stop = rows.indptr[row], rows.indptr[row + 1]
+            factors[row], biases[row] = self.solve(rows.indices[start:stop], rows.data[start:stop])
+        return factors, biases
+
     def _extra_confidence(self, values: np.ndarray, items: np.ndarray) -> np.ndarray:
         """f(r) = c - unobserved_weight per observed entry (see WALSConfig.observed_weighting)."""
         if self.weighting == "constant":
@@ -145,7 +207,10 @@ class FoldIn:
             return self.alpha * values - self.unobserved_weight
         if self.weighting == "log":
             return self.alpha * np.log1p(values / self.epsilon)
-        if self.item_counts is None:
+        if self.solving_items:  # the solved item's own number of observed entries
+            counts = np.full(values.shape, max(float(values.size), 1.0))
+        elif self.item_counts is None:
             raise DataError("the item_power weighting needs the model's item counts")
-        counts = np.maximum(self.item_counts[items], 1.0)
+        else:
+            counts = np.maximum(self.item_counts[items], 1.0)
         return self.alpha * counts ** (-self.item_weight_exponent)
