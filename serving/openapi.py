@@ -31,7 +31,7 @@ REF = "#/components/schemas/{model}"
 SECURITY_SCHEME = "bearer"
 ERROR_STATUSES = {
     400: "Invalid request: `field` or `detail` names the field at fault",
-    404: "Unknown item (`field`: item_id)",
+    404: "Unknown item or user (`field`: item_id or user_id)",
     413: "Request body larger than the cap",
     415: "Content-Type is not application/json",
     500: "Unexpected server error (a bug: please report it)",

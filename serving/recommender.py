@@ -13,7 +13,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from serving.schemas import MAX_ANSWER_ITEMS
-from walsrec.fold_in import FoldIn
 from walsrec.item_table import ItemFilter
 from walsrec.model import RecommenderModel, blend_scores
 from walsrec.topk import PAD_ITEM, top_k
@@ -71,9 +70,7 @@ class OnlineRecommender:
         self.item_filter = None if item_fields is None else ItemFilter(item_fields, model.n_items)
         # WALS's part only: a blended model's factors are WALS's, its item-item part is added
         # from the given items by `score_folded`, as for a known user from their training items.
-        self.fold_in = FoldIn(
-            model.config, model.item_factors, model.item_bias, model.global_mean, popularity
-        )
+        self.fold_in = model.fold_in()  # the model's own (cached), shared with `explain`
         self.seen_rows = model.seen_rows() if model.blended else None
 
     @property
@@ -257,6 +254,34 @@ class OnlineRecommender:
             positions[order], values[order], user_id=user_id, fallback=user is None,
             unknown=unknown,
         )  # fmt: skip
+
+    def explain(self, user_id: str, item_id: str, k: int = 10) -> dict:
+        """Which of the user's training items drive their score of `item_id`, largest first.
+
+        `RecommenderModel.explain`: the user folded in from their training items, the score
+        split into one contribution per item plus the non-item terms (biases, mean), which
+        sum to it."""
+        if user_id not in self.user_position:
+            raise RequestError("user_id", f"user {user_id!r} is not known to the model", 404)
+        position = self.item_position.get(item_id)
+        if position is None:
+            raise RequestError("item_id", f"item {item_id!r} is not known to the model", 404)
+        explanation = self.model.explain(user_id, item_id, N=k)
+        return {
+            "user_id": user_id,
+            "item_id": item_id,
+            "title": self.titles[position],
+            "score": explanation.score,
+            "non_item_terms": explanation.non_item_terms,
+            "contributions": [
+                {
+                    "item_id": item,
+                    "contribution": value,
+                    "title": self.titles[self.item_position[item]],
+                }
+                for item, value in explanation.contributions
+            ],
+        }
 
     def score(self, user_id: str, item_ids: list[str]) -> dict:
         """Predicted scores of a user for items; an unknown user gets the items' popularity."""

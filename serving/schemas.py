@@ -139,6 +139,24 @@ class SimilarUsers(BaseModel):
     users: list[ScoredUser]
 
 
+class Contribution(BaseModel):
+    item_id: str
+    contribution: float
+    title: str | None = None
+
+
+class Explanation(BaseModel):
+    """`score` = the sum of every contribution (the user's training items) + `non_item_terms`;
+    `contributions` lists the k largest."""
+
+    user_id: str
+    item_id: str
+    title: str | None = None
+    score: float
+    non_item_terms: float
+    contributions: list[Contribution]
+
+
 class ItemScore(BaseModel):
     item_id: str
     score: float

@@ -3,9 +3,9 @@
     bentoml serve serving.service:WalsrecService      # or: python run.py serve
 
 Endpoints (POST, JSON only): /recommend, /recommend_batch, /recommend_for_items, /similar_items,
-/similar_users, /rank, /score, /model_info; BentoML's /healthz, /livez and /readyz; /metrics and
-/docs.json served by the guard (serving/guard.py), which answers every 401, 413 and 415 before
-BentoML sees the request. The model is the BentoML model `walsrec:latest` unless
+/similar_users, /rank, /explain, /score, /model_info; BentoML's /healthz, /livez and /readyz;
+/metrics and /docs.json served by the guard (serving/guard.py), which answers every 401, 413
+and 415 before BentoML sees the request. The model is the BentoML model `walsrec:latest` unless
 WALSREC_MODEL_TAG names another; it is loaded and validated once per worker (a model that fails
 validation is never ready), with the item table packaged beside it, if any. The endpoints are
 sync, so their NumPy work runs in BentoML's thread pool, off the event loop. This
@@ -52,6 +52,7 @@ from serving.schemas import (  # noqa: E402
     MAX_SCORED_ITEMS,
     BatchRecommendations,
     BatchTopK,
+    Explanation,
     Flag,
     Id,
     ModelInfo,
@@ -209,6 +210,12 @@ class WalsrecService:
     def similar_users(self, user_id: Id, k: TopK = 10) -> SimilarUsers:
         """The k users closest to `user_id` (cosine similarity of the user factors)."""
         return self._answer(SimilarUsers, "similar_users", user_id, k)
+
+    @bentoml.api
+    def explain(self, user_id: Id, item_id: Id, k: TopK = 10) -> Explanation:
+        """Which of the user's items drive their score of `item_id`: the k largest
+        contributions (they and `non_item_terms` sum to `score`)."""
+        return self._answer(Explanation, "explain", user_id, item_id, k)
 
     @bentoml.api
     def rank(

@@ -108,6 +108,7 @@ API_ENDPOINTS = frozenset(
         "/similar_items",
         "/similar_users",
         "/rank",
+        "/explain",
         "/score",
         "/model_info",
     ]

@@ -19,6 +19,7 @@ ANSWERS = {
     "/similar_users": schemas.SimilarUsers,
     "/score": schemas.Scores,
     "/model_info": schemas.ModelInfo,
+    "/explain": schemas.Explanation,
 }
 
 REQUESTS = [
@@ -39,6 +40,8 @@ REQUESTS = [
     ("/similar_items", {"item_id": "nope"}),
     ("/similar_users", {"user_id": "u1", "k": 2}),
     ("/rank", {"user_id": "u0", "item_ids": ["i3", "i9", "zz"]}),
+    ("/explain", {"user_id": "u0", "item_id": "i9", "k": 2}),
+    ("/explain", {"user_id": "u0", "item_id": "zz"}),
     ("/score", {"user_id": "u4", "item_ids": ["i2", "zz"]}),
     ("/model_info", {}),
 ]

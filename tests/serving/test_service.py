@@ -200,6 +200,32 @@ def test_similar_users_by_cosine(client, model) -> None:
     assert missing.status_code == 404 and _field_in(missing) == "user_id"
 
 
+def test_explain_splits_the_score_into_the_users_items(client, model) -> None:
+    answer = client.post("/explain", json={"user_id": "u0", "item_id": "i9", "k": 3}).json()
+    full = model.explain("u0", "i9", N=None)
+    assert answer["score"] == pytest.approx(full.score, rel=1e-6)
+    assert len(answer["contributions"]) == 3
+    assert [c["item_id"] for c in answer["contributions"]] == [i for i, _ in full.contributions[:3]]
+    assert {i for i, _ in full.contributions} == {"i0", "i1", "i2", "i3", "i4"}  # u0's items
+    total = sum(value for _, value in full.contributions) + answer["non_item_terms"]
+    assert total == pytest.approx(answer["score"], rel=1e-5)
+    # The folded-in score is the model's own score of the item for this user's items.
+    folded = model.recommend(
+        "u0",
+        N=model.n_items,
+        recalculate_user=True,
+        user_items=model.seen[0],
+        filter_already_liked_items=False,
+    )
+    assert answer["score"] == pytest.approx(float(folded[1][list(folded[0]).index("i9")]), rel=1e-5)
+    for body, field in [
+        ({"user_id": "nobody", "item_id": "i1"}, "user_id"),
+        ({"user_id": "u0", "item_id": "nope"}, "item_id"),
+    ]:
+        missing = client.post("/explain", json=body)
+        assert missing.status_code == 404 and _field_in(missing) == field
+
+
 def test_rank_reorders_the_callers_candidates(client, model) -> None:
     body = {"user_id": "u0", "item_ids": ["i2", "i30", "i9", "zz"]}  # u0 has seen i2
     answer = client.post("/rank", json=body).json()
