@@ -964,12 +964,12 @@ class _Heartbeat:
     """Records a trial's heartbeat every interval in a daemon thread (RDB storages only)."""
 
     def __init__(self, storage: Any, trial_id: int) -> None:
-        from optuna.storages._heartbeat import is_heartbeat_enabled  # no public equivalent
+        from optuna.storages import RDBStorage
 
         self._stop = threading.Event()
         self._thread = None
-        if is_heartbeat_enabled(storage):
-            interval = storage.get_heartbeat_interval()
+        interval = storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+        if interval is not None:
             storage.record_heartbeat(trial_id)
 
             def beat() -> None:
@@ -994,17 +994,20 @@ def _fail_stale_trials(study: Any) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def _pop_waiting_trial(study: Any) -> int | None:
+def _pop_waiting_trial(storage: Any, study: Any) -> int | None:
     """Atomically take a WAITING trial (the storage refuses a trial another worker took)."""
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     # Optuna's own pop (Study._pop_waiting_trial_id) falls back to creating a new trial, which
     # would overrun the budget when another worker took the last one; this one never creates.
+    # Only public storage methods: trial ids come from the study id and the trial's number.
+    study_id = storage.get_study_id_from_name(study.study_name)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
         try:
-            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                return trial._trial_id
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                return trial_id
         except UpdateFinishedTrialError:
             continue
     return None
@@ -1060,14 +1063,14 @@ def run_worker(
             # A fresh study object per trial: the sampler sees the other workers' trials.
             study = _load_study(storage, study_name, config, components)
             _fail_stale_trials(study)
-            trial_id = _pop_waiting_trial(study)
+            trial_id = _pop_waiting_trial(storage, study)
             if trial_id is None:
                 running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                 if not running:
                     break
                 time.sleep(poll_seconds)
                 continue
-            state = _run_trial(study, trial_id, objective, worker)
+            state = _run_trial(storage, study, trial_id, objective, worker)
             counts[state] += 1
             if bar is not None:
                 best = _best_value(study)
@@ -1086,13 +1089,13 @@ def run_worker(
     }
 
 
-def _run_trial(study: Any, trial_id: int, objective: Callable, worker: str) -> str:
+def _run_trial(storage: Any, study: Any, trial_id: int, objective: Callable, worker: str) -> str:
     import optuna
     from optuna.trial import TrialState
 
     trial = optuna.Trial(study, trial_id)
     trial.set_user_attr("worker", worker)
-    heartbeat = _Heartbeat(study._storage, trial_id)
+    heartbeat = _Heartbeat(storage, trial_id)
     try:
         value = objective(trial)
     except optuna.TrialPruned:
