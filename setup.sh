@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}  # another folder for a second Python: VENV=.venv-3.12 PYTHON=python3.12
 # The pins of requirements.txt install on Python 3.11 to 3.13 (ZenML, TensorFlow and BentoML
 # support 3.10 too, but numpy 2.4, pandas 3 and scipy 1.17 need 3.11).
 if ! "$PYTHON" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 13))'; then
@@ -11,12 +12,12 @@ if ! "$PYTHON" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (
         "$("$PYTHON" -V 2>&1); set PYTHON=/path/to/python3.12 (for example)" >&2
     exit 1
 fi
-if [ ! -x .venv/bin/python ]; then
-    "$PYTHON" -m venv .venv
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
 # The fused WALS kernel (a TensorFlow custom op, walsrec/native): compiled once per TensorFlow
 # version and CPU into ~/.cache/walsrec/native (about a minute). Without a C++ compiler WALS
 # still works, on standard TensorFlow ops (slower).
-.venv/bin/python -m walsrec.native || echo "warning: WALS will run without its fused kernel" >&2
+"$VENV/bin/python" -m walsrec.native || echo "warning: WALS will run without its fused kernel" >&2
