@@ -6,6 +6,7 @@ the step reads the artifact the version already holds, nothing is copied per run
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from zenml import Model
@@ -13,6 +14,8 @@ from zenml.client import Client
 from zenml.enums import ModelStages
 
 from walsrec.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 STAGES = {stage.value: stage for stage in ModelStages}
 
@@ -42,24 +45,50 @@ def resolve_model_version(model_name: str, version: str):
     return found.items[0]
 
 
-def registered_recommender(model_name: str, version: str) -> tuple[Model, Any]:
-    """The model version `version` names, pinned to its number, and its `recommender` artifact
-    as a lazy input, for use while a pipeline is composed.
+def _runs_now() -> bool:
+    """Whether the pipeline being composed runs now, in this process (the local orchestrator),
+    rather than later from a compiled spec (Kubeflow, a schedule)."""
+    return Client().active_stack.orchestrator.flavor == "local"
 
-    Pinning the number when the run is composed means a promotion during the run doesn't
-    change the model it uses; the lazy artifact is resolved when the step starts, from the
-    Model Control Plane, and recorded as the step's input.
+
+def registered_recommender(model_name: str, version: str) -> tuple[Model, Any]:
+    """The model version `version` names and its `recommender` artifact as a lazy input, for
+    use while a pipeline is composed.
+
+    The lazy artifact is resolved from the Model Control Plane when the step starts and
+    recorded as the step's input: nothing is copied. A run that starts now (the local
+    orchestrator) is pinned to the version's number, checked here: a promotion during the run
+    doesn't change the model it uses, and a missing version or one without a `recommender`
+    (its training run died) is one clear error before anything runs. A compiled run (Kubeflow,
+    a schedule) keeps a stage name, resolved when it runs: a nightly batch job uses that
+    night's production version.
 
     Raises:
-        ConfigError: the model has no such version, or the version has no `recommender` (its
-            training run failed or was killed before the model was stored).
+        ConfigError: (a run that starts now) the model has no such version, or the version
+            has no `recommender`.
     """
-    model_version = resolve_model_version(model_name, version)
-    if model_version.get_model_artifact("recommender") is None:
+    runs_now = _runs_now()
+    try:
+        model_version = resolve_model_version(model_name, version)
+    except ConfigError:
+        if runs_now:
+            raise
+        logger.warning(
+            "model %r has no version %r yet: the compiled run needs one when it starts",
+            model_name,
+            version,
+        )
+        model_version = None
+    if model_version is not None and model_version.get_model_artifact("recommender") is None:
         raise ConfigError(
             f"model {model_name!r} version {model_version.number} ({version}) has no "
             "recommender artifact: its training run did not finish; name another version "
             "with --model-version"
         )
-    model = Model(name=model_name, version=model_version.number)
+    stage = STAGES.get(str(version).strip().lower())
+    if runs_now or stage is None:
+        pinned: Any = model_version.number if model_version is not None else str(version)
+    else:
+        pinned = stage
+    model = Model(name=model_name, version=pinned)
     return model, model.get_model_artifact("recommender")
