@@ -45,13 +45,13 @@ def _topk_tables(
     exclude_seen: bool,
     chunk_size: int | None,
     output_chunk_users: int | None,
-) -> tuple[Iterator[pa.Table], list[str], int]:
-    """The top-k of `users` as Arrow tables (`user_id,item_id,score,rank`), one per
-    `output_chunk_users` users (None: one table), computed as the tables are taken: only one
+) -> tuple[Iterator[dict[str, np.ndarray]], list[str], int]:
+    """The top-k of `users` as columns (`user_id,item_id,score,rank`), one set per
+    `output_chunk_users` users (None: one for all), computed as they are taken: only one
     chunk's scores and rows exist at a time.
 
     Returns:
-        The tables, the requested users the model doesn't know, and the number of known ones.
+        The chunks, the requested users the model doesn't know, and the number of known ones.
     """
     user_indices, unknown = _user_indices(model, users)
     step = output_chunk_users or max(len(user_indices), 1)
@@ -69,7 +69,7 @@ def _chunk_tables(
     exclude_seen: bool,
     chunk_size: int | None,
     output_chunk_users: int,
-) -> Iterator[pa.Table]:
+) -> Iterator[dict[str, np.ndarray]]:
     if chunk_size is None:
         chunk_size = chunk_size_for(model.n_items)
     exclude = model.seen if exclude_seen else None
@@ -80,14 +80,12 @@ def _chunk_tables(
         )
         valid = items >= 0
         rows, ranks = np.nonzero(valid)
-        yield pa.table(
-            {
-                "user_id": pa.array(model.user_ids[chunk[rows]], type=pa.string()),
-                "item_id": pa.array(model.item_ids[items[valid]], type=pa.string()),
-                "score": pa.array(scores[valid].astype(np.float32)),
-                "rank": pa.array((ranks + 1).astype(np.int32)),
-            }
-        )
+        yield {
+            "user_id": model.user_ids[chunk[rows]],
+            "item_id": model.item_ids[items[valid]],
+            "score": scores[valid].astype(np.float32),
+            "rank": (ranks + 1).astype(np.int32),
+        }
 
 
 def recommendations_frame(
@@ -115,10 +113,8 @@ def recommendations_frame(
     tables, unknown, _ = _topk_tables(
         model, users, k=k, exclude_seen=exclude_seen, chunk_size=chunk_size, output_chunk_users=None
     )
-    frame = pa.concat_tables(list(tables)).to_pandas()
-    frame["user_id"] = frame["user_id"].astype(object)
-    frame["item_id"] = frame["item_id"].astype(object)
-    return frame, unknown
+    (columns,) = tables
+    return pd.DataFrame(columns), unknown
 
 
 @dataclass(frozen=True)
@@ -207,15 +203,15 @@ def write_recommendations(
     rows = chunks = 0
     if fmt == "parquet":
         with pq.ParquetWriter(sink, schema) as writer:
-            for table in tables:  # one row group per chunk
-                writer.write_table(table)
-                rows, chunks = rows + table.num_rows, chunks + 1
+            for columns in tables:  # one row group per chunk
+                writer.write_table(pa.table(columns, schema=schema))
+                rows, chunks = rows + len(columns["rank"]), chunks + 1
     else:
         with _text_sink(sink) as handle:
-            for table in tables:
+            for columns in tables:
                 # pandas writes the text `write_table` always wrote (quotes only where needed).
-                table.to_pandas().to_csv(handle, index=False, header=chunks == 0)
-                rows, chunks = rows + table.num_rows, chunks + 1
+                pd.DataFrame(columns).to_csv(handle, index=False, header=chunks == 0)
+                rows, chunks = rows + len(columns["rank"]), chunks + 1
     return WrittenRecommendations(str(name), fmt, rows, n_users, unknown, chunks)
 
 

@@ -63,8 +63,7 @@ def _requirements_of(name: str, extras: set[str]) -> list[Requirement]:
     for line in metadata.distribution(name).requires or []:
         requirement = Requirement(line)
         if requirement.marker is None or any(
-            requirement.marker.evaluate({**environment, "extra": extra})
-            for extra in {"", *extras}
+            requirement.marker.evaluate({**environment, "extra": extra}) for extra in {"", *extras}
         ):
             wanted.append(requirement)
     return wanted

@@ -3,6 +3,7 @@ memory bounded by a chunk rather than by the number of users."""
 
 from __future__ import annotations
 
+import dataclasses
 import tracemalloc
 from pathlib import Path
 
@@ -10,29 +11,19 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import scipy.sparse as sp
 
 from walsrec.errors import ConfigError
 from walsrec.model import RecommenderModel
 from walsrec.recommend import recommendations_frame, write_recommendations
+from walsrec.synthetic import random_model
 
 
-def _model(n_users: int, n_items: int, n_factors: int = 8, seed: int = 0) -> RecommenderModel:
-    """A model with random factors and a few seen items per user (ids are not indices)."""
-    rng = np.random.default_rng(seed)
-    seen = sp.random(n_users, n_items, density=min(0.5, 5 / n_items), format="csr", rng=rng)
-    seen.data[:] = 1.0
-    return RecommenderModel(
-        user_factors=rng.standard_normal((n_users, n_factors)).astype(np.float32),
-        item_factors=rng.standard_normal((n_items, n_factors)).astype(np.float32),
-        user_bias=None,
-        item_bias=None,
-        global_mean=0.0,
-        user_ids=np.array([f"u{index * 7}" for index in range(n_users)], dtype=object),
-        item_ids=np.array([f"i,{index}" for index in range(n_items)], dtype=object),
-        seen=seen,
-        item_popularity=np.asarray(seen.sum(axis=0)).ravel(),
-    )
+def _model(n_users: int, n_items: int, seed: int = 0) -> RecommenderModel:
+    """Random factors, 5 seen items per user; item ids hold a comma (CSV must quote them)."""
+    model = random_model(n_users, n_items, n_factors=8, seen_per_user=5, seed=seed)
+    item_ids = np.array([f"i,{index}" for index in range(n_items)], dtype=object)
+    user_ids = np.array([f"u{index * 7}" for index in range(n_users)], dtype=object)
+    return dataclasses.replace(model, item_ids=item_ids, user_ids=user_ids)
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "csv"])
