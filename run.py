@@ -230,9 +230,18 @@ def report_training(run: Any) -> None:
             f"Model version:  {model_version.model.name} version {model_version.number} "
             f"(stage: {stage})"
         )
-        promotion = model_version.run_metadata.get("promotion", {})
+        metadata = model_version.run_metadata
+        if metadata.get("same_recommender_as") is not None:
+            click.echo(
+                f"Same model as:  version {metadata['same_recommender_as']} (training was "
+                "served from the cache: this version links that version's recommender, no copy)"
+            )
+        promotion = metadata.get("promotion", {})
         if promotion:
             click.echo(f"Promotion:      {promotion.get('reason')}")
+    cached = [name for name, step in run.steps.items() if step.status == "cached"]
+    if cached:
+        click.echo(f"From the cache: {', '.join(cached)} (--no-cache runs every step)")
     click.echo(f"Model files:    {recommender.uri}")
     click.echo(f"Metrics (k={evaluation.get('k')}), also on the model version's metadata:")
     click.echo(metrics_table_markdown(evaluation.get("metrics") or {}))
@@ -462,10 +471,17 @@ def batch(**options: Any) -> None:
 
     run = run_pipeline(batch_inference_pipeline, config)
     click.echo(f"Pipeline run {run.name}: {run.status}")
-    output = config["parameters"]["output"]
-    for key in ("topk_path", "predictions_path"):
-        if output.get(key):
-            click.echo(f"wrote {output[key]}")
+    from zenml.client import Client
+
+    writer = Client().get_pipeline_run(run.id).steps["recommendation_writer"]
+    if writer.model_version is not None:
+        used = writer.model_version
+        click.echo(f"Model version: {used.model.name} version {used.number} (its recommender)")
+    written = writer.outputs["recommendations"][0].load()
+    click.echo(f"wrote {written['rows']} top-k rows ({written['users']} users): {written['path']}")
+    predictions = config["parameters"]["output"].get("predictions_path")
+    if predictions:
+        click.echo(f"wrote {predictions}")
 
 
 @cli.command(

@@ -16,7 +16,9 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# requirements-dev.txt: the runtime pins of requirements.txt (what a Kubeflow image installs) plus
+# the tests' and development tools.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 # The fused WALS kernel (a TensorFlow custom op, walsrec/native): compiled once per TensorFlow
 # version and CPU into ~/.cache/walsrec/native (about a minute). Without a C++ compiler WALS
 # still works, on standard TensorFlow ops (slower).

@@ -5,6 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from steps import data_loader, data_splitter
+from walsrec import __version__
+from walsrec.data import source_fingerprint
+
+
+def _loader(source: str, data: dict, invocation_id: str) -> Any:
+    """`data_loader` for `source`, cacheable when the source can be fingerprinted.
+
+    The fingerprint (path, size and modification time of a file, or a MovieLens archive's
+    checksum; see `source_fingerprint`) is a step parameter, so it is part of the step's cache
+    key: an unchanged file is served from the cache, a changed one is read again. A source
+    without a fingerprint is read on every run.
+    """
+    fingerprint = source_fingerprint(source)
+    step = data_loader if fingerprint else data_loader.with_options(enable_cache=False)
+    if fingerprint:
+        fingerprint = f"{fingerprint} walsrec={__version__}"
+    return step(source=source, data=data, source_fingerprint=fingerprint, id=invocation_id)
 
 
 def load_and_split(data: dict, split: dict, preprocess: dict) -> Any:
@@ -13,10 +30,10 @@ def load_and_split(data: dict, split: dict, preprocess: dict) -> Any:
     Returns:
         The `dataset` artifact and the test file's `interactions` (None without a test file).
     """
-    interactions = data_loader(source=data["source"], data=data, id="data_loader")
+    interactions = _loader(data["source"], data, "data_loader")
     test_interactions = None
     if data.get("test_path"):
-        test_interactions = data_loader(source=data["test_path"], data=data, id="test_data_loader")
+        test_interactions = _loader(data["test_path"], data, "test_data_loader")
     dataset = data_splitter(
         interactions, split=split, preprocess=preprocess, test_interactions=test_interactions
     )

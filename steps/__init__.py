@@ -1,6 +1,6 @@
 """ZenML steps: thin adapters over the walsrec core, one step per module, grouped by stage.
 
-Each step is imported when it is first named (`from steps import model_loader`), so a
+Each step is imported when it is first named (`from steps import data_loader`), so a
 pipeline loads only its own steps' modules: batch inference and deployment never import
 TensorFlow, which only the training and tuning steps need.
 """
@@ -14,7 +14,6 @@ _MODULES = {
     "data_splitter": "steps.data.data_splitter",
     "bento_builder": "steps.deployment.bento_builder",
     "model_packager": "steps.deployment.model_packager",
-    "model_loader": "steps.inference.model_loader",
     "pair_scorer": "steps.inference.pair_scorer",
     "recommendation_writer": "steps.inference.recommendation_writer",
     "model_evaluator": "steps.training.model_evaluator",

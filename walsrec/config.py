@@ -120,6 +120,8 @@ class OutputConfig(_FromDict):
         pairs_path: batch inference: (user, item) pairs to score.
         k: items per user.
         exclude_seen: leave out the items a user had in training.
+        chunk_users: users whose top-k is computed and written at once (one Parquet row group
+            or CSV block): bounds the memory of writing top-k, whatever the number of users.
     """
 
     section: ClassVar[str] = "output"
@@ -129,6 +131,7 @@ class OutputConfig(_FromDict):
     pairs_path: str | None = None
     k: int = 10
     exclude_seen: bool = True
+    chunk_users: int = 65536
 
 
 @dataclass(frozen=True)

@@ -96,3 +96,99 @@ def metrics_table_markdown(metrics: dict[str, dict[str, float]]) -> str:
             )
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _version_bars(metric: str, rows: list[dict], baseline: float | None) -> str:
+    """One SVG bar chart: `metric` per model version, the popularity baseline dashed."""
+    width, height, pad, top = 560, 230, 34, 16
+    values = [row["metrics"].get(metric) for row in rows]
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if baseline is not None and math.isfinite(baseline):
+        finite.append(baseline)
+    high = max(finite) if finite else 1.0
+    high = high if high > 0 else 1.0
+    slot = (width - 2 * pad) / max(len(rows), 1)
+    bar = max(2.0, min(40.0, slot * 0.7))
+
+    def y_of(value: float) -> float:
+        return height - pad - max(value, 0.0) / high * (height - pad - top)
+
+    parts = [
+        f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+        f'<rect width="{width}" height="{height}" fill="white" stroke="#ccc"/>',
+    ]
+    for index, (row, value) in enumerate(zip(rows, values, strict=True)):
+        x = pad + index * slot + (slot - bar) / 2
+        label = f"v{row['version']}"
+        parts.append(
+            f'<text x="{x + bar / 2:.1f}" y="{height - pad + 14}" font-size="10" '
+            f'text-anchor="middle">{html.escape(label)}</text>'
+        )
+        if value is None or not math.isfinite(value):
+            continue
+        # Versions evaluated on another test set are grey: their numbers don't compare.
+        fill = "#1f77b4" if row["comparable"] else "#bbbbbb"
+        if row["current"]:
+            fill = "#ff7f0e"
+        stroke = ' stroke="#2ca02c" stroke-width="3"' if row["stage"] == "production" else ""
+        y = y_of(value)
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" '
+            f'height="{height - pad - y:.1f}" fill="{fill}"{stroke}>'
+            f"<title>{html.escape(label)} {html.escape(metric)} {value:.4f}</title></rect>"
+        )
+        parts.append(
+            f'<text x="{x + bar / 2:.1f}" y="{y - 3:.1f}" font-size="9" '
+            f'text-anchor="middle">{value:.3f}</text>'
+        )
+    if baseline is not None and math.isfinite(baseline):
+        y = y_of(baseline)
+        parts.append(
+            f'<line x1="{pad}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d62728" '
+            f'stroke-dasharray="5,4"><title>popularity {baseline:.4f}</title></line>'
+        )
+    parts.append("</svg>")
+    return f"<figure><figcaption>{html.escape(metric)}</figcaption>{''.join(parts)}</figure>"
+
+
+def model_versions_html(rows: list[dict], metric_names: list[str], baseline: dict) -> str:
+    """An HTML page comparing model versions on their test metrics: one bar chart per metric
+    and a table.
+
+    Args:
+        rows: one dict per model version, oldest first: "version" (number), "stage" (None,
+            "staging", "production", ...), "metrics" (metric name -> value), "comparable"
+            (evaluated on the same test set as the current version) and "current" (this run's).
+        metric_names: the metrics to chart, in order.
+        baseline: metric name -> the popularity baseline's value on the current test set.
+    """
+    if not rows:
+        return "<html><body><p>No model versions with metrics yet.</p></body></html>"
+    charts = "".join(_version_bars(name, rows, baseline.get(name)) for name in metric_names)
+    header = "<tr><th>version</th><th>stage</th><th>same test set</th>" + "".join(
+        f"<th>{html.escape(name)}</th>" for name in metric_names
+    )
+    lines = []
+    for row in rows:
+        cells = [
+            f"{row['version']}{' (this run)' if row['current'] else ''}",
+            row["stage"] or "-",
+            "yes" if row["comparable"] else "no",
+        ]
+        for name in metric_names:
+            value = row["metrics"].get(name)
+            cells.append("-" if value is None else f"{value:.4f}")
+        lines.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    return (
+        "<html><head><meta charset='utf-8'><title>Model versions</title></head><body>"
+        "<h2>Model versions on their test sets</h2>"
+        "<p>Orange: this run's version; blue: versions evaluated on the same test set; grey: "
+        "another test set (not comparable); green outline: production; dashed red: popularity "
+        "on this run's test set.</p>"
+        + charts
+        + "<table border='1' cellpadding='3'>"
+        + header
+        + "</tr>"
+        + "".join(lines)
+        + "</table></body></html>"
+    )

@@ -600,3 +600,38 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def random_model(
+    n_users: int, n_items: int, *, n_factors: int = 64, seen_per_user: int = 10, seed: int = 0
+):  # -> walsrec.model.RecommenderModel (imported lazily, as pandas above)
+    """A recommender with random float32 factors and `seen_per_user` random seen items per user
+    (ids `user<i>`, `item<j>`): the cost of scoring and ranking depends on the shape, not on
+    what the factors learned, so benchmarks and tests of top-k use it at any size.
+    """
+    from walsrec.model import RecommenderModel
+
+    rng = np.random.default_rng(seed)
+    seen_per_user = min(seen_per_user, n_items)
+    indices = np.sort(rng.integers(0, n_items, size=(n_users, seen_per_user), dtype=np.int32))
+    seen = sp.csr_matrix(
+        (
+            np.ones(indices.size, dtype=np.float32),
+            indices.ravel(),
+            np.arange(0, indices.size + 1, max(seen_per_user, 1), dtype=np.int64)[: n_users + 1],
+        ),
+        shape=(n_users, n_items),
+    )
+    seen.sum_duplicates()
+    seen.data[:] = 1.0
+    return RecommenderModel(
+        user_factors=rng.standard_normal((n_users, n_factors), dtype=np.float32) * 0.1,
+        item_factors=rng.standard_normal((n_items, n_factors), dtype=np.float32) * 0.1,
+        user_bias=None,
+        item_bias=None,
+        global_mean=0.0,
+        user_ids=np.array([f"user{index}" for index in range(n_users)], dtype=object),
+        item_ids=np.array([f"item{index}" for index in range(n_items)], dtype=object),
+        seen=seen,
+        item_popularity=np.asarray(seen.sum(axis=0)).ravel().astype(np.float64),
+    )

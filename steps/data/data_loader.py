@@ -49,8 +49,10 @@ def loader_options(data: dict) -> dict:
     }
 
 
-@step(enable_cache=False)  # the file behind a path can change between runs: always read it
-def data_loader(source: str, data: dict) -> Annotated[Interactions, "interactions"]:
+@step
+def data_loader(
+    source: str, data: dict, source_fingerprint: str | None = None
+) -> Annotated[Interactions, "interactions"]:
     """Read `source` and validate every row.
 
     Args:
@@ -58,6 +60,11 @@ def data_loader(source: str, data: dict) -> Annotated[Interactions, "interaction
             one, or an interactions file.
         data: the `data:` section of the config (format, columns, header, strict, ranges,
             event weights).
+        source_fingerprint: what identifies the data behind `source` (`walsrec.data.
+            source_fingerprint`), computed when the pipeline is composed. Not read here: as a
+            step parameter it is part of the cache key, so the step is served from ZenML's
+            cache exactly while the file is unchanged. None (a source that can't be
+            fingerprinted): the pipeline turns caching off for the step.
 
     Returns:
         The validated interactions with the report of what was rejected.

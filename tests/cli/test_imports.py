@@ -18,7 +18,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
         "import pipelines.batch_inference",
         "import pipelines.deployment",
         "from pipelines import batch_inference_pipeline, deployment_pipeline",
-        "from steps import model_loader, recommendation_writer, pair_scorer, bento_builder",
+        "from steps import recommendation_writer, pair_scorer, bento_builder",
+        "from steps.inference.model_loader import registered_recommender",
     ],
 )
 def test_inference_and_deployment_imports_leave_tensorflow_out(statement: str, tmp_path) -> None:

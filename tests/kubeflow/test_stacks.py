@@ -118,7 +118,7 @@ def test_kubeflow_overlay_keeps_parameters_and_sets_packaging():
     # Kubeflow supports only continue_on_failure; train.yaml's fail_fast would be rejected.
     assert overlaid["execution_mode"] == "continue_on_failure"
     docker = overlaid["settings"]["docker"]
-    assert "zenml[server]==0.98.0" in docker["requirements"]
+    assert "zenml[local]==0.98.0" in docker["requirements"]  # the server: requirements-dev.txt
     assert docker["allow_download_from_artifact_store"] is False
     trainer_docker = overlaid["steps"]["model_trainer"]["settings"]["docker"]
     assert not any(line.startswith("tensorflow_cpu") for line in trainer_docker["requirements"])

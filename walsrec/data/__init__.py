@@ -14,7 +14,7 @@ from walsrec.data.movielens import (
     load_movielens_folder,
 )
 from walsrec.data.readers import ColumnSpec, Interactions, detect_format, load_interactions
-from walsrec.data.sources import check_source, load_source
+from walsrec.data.sources import check_source, load_source, source_fingerprint
 from walsrec.data.splits import PreprocessConfig, SplitConfig
 from walsrec.data.validation import RejectedRow, ValidationOptions, ValidationReport
 
@@ -39,4 +39,5 @@ __all__ = [
     "load_movielens",
     "load_movielens_folder",
     "load_source",
+    "source_fingerprint",
 ]
