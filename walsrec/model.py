@@ -1,9 +1,15 @@
-"""The trained recommender as one object, and its plain-file format.
+"""The trained recommender as one object, its library API, and its plain-file format.
 
 A `RecommenderModel` bundles what serving and batch inference need: the WALS factors, an
 optional sparse item-item matrix blended into the scores (walsrec.ensemble), the id
 vocabularies, the interactions each user has already seen (so they can be excluded), item
 popularity (the fallback for unknown users), item titles and the training metadata.
+
+It is also the class a Python user calls, with implicit's batch-first API (docs/library.md):
+`recommend`, `rank`, `similar_items`, `similar_users`, `explain`, `partial_fit_users`,
+`partial_fit_items`, `fit` (the only method that imports TensorFlow), `unfitted`, and
+`save` / `load` to a folder or to one zip archive (".zip", ".npz" or a binary file object)
+holding exactly the folder's files.
 
 On disk it is a folder of plain files, never a pickle (a pickled model is code execution for
 whoever can write the artifact store):

@@ -56,6 +56,7 @@ import tensorflow as tf  # noqa: E402
 
 from walsrec import native  # noqa: E402
 from walsrec.errors import ConfigError, DataError, WalsrecError  # noqa: E402
+from walsrec.fold_in import FoldIn  # noqa: E402
 from walsrec.model import predict_pairs, score_rows  # noqa: E402
 from walsrec.progress import progress_bar  # noqa: E402
 from walsrec.wals_config import (  # noqa: E402
@@ -113,7 +114,7 @@ class WALSModel:
     global_mean: float
     history: list[EpochStats] = field(default_factory=list)
     item_counts: np.ndarray | None = None
-    # Y^T Y of the fold-in solve, computed on first use: treat a model as immutable.
+    # The fold-in solver (its Y^T Y), built on first use: treat a model as immutable.
     _fold_in_cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -161,9 +162,10 @@ class WALSModel:
     ) -> tuple[np.ndarray, float]:
         """Factors of a new user from their observed items, without retraining.
 
-        This is exactly the user half-step of training (same weights, targets, regularization
-        and solver) against this model's item factors. Duplicate items are summed, as when the
-        training matrix is built.
+        This is exactly the user half-step of training (same weights, targets, regularization,
+        the exact solve) against this model's item factors, solved by the one inference-time
+        fold-in, `walsrec.fold_in.FoldIn` (NumPy, float64). Duplicate items are summed, as when
+        the training matrix is built; a user with no items gets zero factors.
 
         Args:
             items: int [n] item indices the user interacted with (may be empty).
@@ -200,58 +202,15 @@ class WALSModel:
                 "fold_in with observed_weighting 'item_power' needs the model's item_counts "
                 "(observed entries per item in training); set WALSModel.item_counts"
             )
-        extra, weighted_target = _entry_weights(
-            row.data, row.indices, self.item_counts, config, self.global_mean
-        )
-        row_reg = _row_regularization(np.diff(row.indptr), config)
-        dtype = tf.as_dtype(config.dtype)
-        if not self._fold_in_cache:
-            item_free = self.item_factors
-            if self.item_bias is not None:
-                item_free = np.concatenate([item_free, self.item_bias[:, np.newaxis]], axis=1)
-            design, offsets = _design_and_offsets(tf.constant(item_free, dtype), config.use_biases)
-            gram, offset_term = _unobserved_terms(design, offsets, config.unobserved_weight)
-            self._fold_in_cache.update(
-                design=design.numpy(),
-                offsets=offsets.numpy(),
-                gram=gram.numpy(),
-                offset_term=offset_term.numpy(),
+        if "solver" not in self._fold_in_cache:
+            self._fold_in_cache["solver"] = FoldIn(
+                config.to_dict(),
+                self.item_factors,
+                self.item_bias,
+                self.global_mean,
+                self.item_counts,
             )
-        cache = self._fold_in_cache
-        # Only the observed items' rows are passed (cheap for a large catalog): the training
-        # solve gathers exactly these rows from all items, so the arithmetic is the same.
-        observed = row.indices
-        design, offsets = cache["design"][observed], cache["offsets"][observed]
-        if observed.size == 0:  # a cold user: one zero-weight padding entry needs a row
-            design, offsets = np.zeros((1, design.shape[1])), np.zeros(1)
-        try:
-            solution = _cholesky_chunk_solver(dtype)(
-                tf.constant(design, dtype),
-                tf.constant(offsets, dtype),
-                tf.constant(cache["gram"], dtype),
-                tf.constant(cache["offset_term"], dtype),
-                tf.constant(_pad_to_one(np.arange(observed.size, dtype=np.int32))),
-                tf.constant(_pad_to_one(extra), dtype),
-                tf.constant(_pad_to_one(weighted_target), dtype),
-                tf.constant(row_reg, dtype),
-            )
-        except tf.errors.OpError as error:
-            raise _tensorflow_failure(error, "fold_in") from None
-        free = solution.numpy()[0].astype(np.float32)
-        if observed.size == 0:  # no entries: zero, as training gives such a row
-            free = np.zeros_like(free)
-        if not np.all(np.isfinite(free)):
-            raise _not_finite("fold_in")
-        if config.use_biases:
-            return free[: config.n_factors], float(free[config.n_factors])
-        return free, 0.0
-
-
-def _pad_to_one(values: np.ndarray) -> np.ndarray:
-    """[n] -> [1, max(n, 1)], zero-padded: one padded row, as the chunk solver expects."""
-    padded = np.zeros((1, max(values.size, 1)), dtype=values.dtype)
-    padded[0, : values.size] = values
-    return padded
+        return self._fold_in_cache["solver"].solve(row.indices, row.data)
 
 
 def _index_array(name: str, values: Any, size: int) -> np.ndarray:
@@ -450,34 +409,6 @@ def _normal_equations(
     coefficients = weighted_target - extra * tf.gather(offsets, indices)
     rhs = tf.linalg.matvec(observed, coefficients, transpose_a=True) - unobserved_offset_term
     return lhs, rhs
-
-
-@functools.cache
-def _cholesky_chunk_solver(dtype: tf.DType) -> Callable[..., tf.Tensor]:
-    """The exact solve of a chunk of rows, traced once per dtype (every dimension dynamic):
-    fold-in's solver, where rows come one request at a time in any shape. Training uses the
-    fused kernel or the fixed-shape chunk solvers below."""
-    matrix = tf.TensorSpec([None, None], dtype)
-    vector = tf.TensorSpec([None], dtype)
-
-    @tf.function(
-        input_signature=[
-            matrix,  # design [n_other, d]
-            vector,  # offsets [n_other]
-            matrix,  # unobserved_gram [d, d]
-            vector,  # unobserved_offset_term [d]
-            tf.TensorSpec([None, None], tf.int32),  # indices [rows, max_len]
-            matrix,  # extra [rows, max_len]
-            matrix,  # weighted_target [rows, max_len]
-            vector,  # row_regularization [rows]
-        ]
-    )
-    def solve(*arguments: tf.Tensor) -> tf.Tensor:
-        lhs, rhs = _normal_equations(*arguments)
-        cholesky = tf.linalg.cholesky(lhs)
-        return tf.linalg.cholesky_solve(cholesky, rhs[..., tf.newaxis])[..., 0]
-
-    return solve
 
 
 @functools.cache

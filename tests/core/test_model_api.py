@@ -165,7 +165,14 @@ def test_rows_without_interactions_are_never_neighbours(model) -> None:
     assert len(model.similar_items("i7")[0]) == 0
 
 
-@pytest.mark.parametrize("which", ["model", "biased"])
+@pytest.fixture(scope="module")
+def blended(model) -> RecommenderModel:
+    from walsrec.ensemble import BlendConfig, blend_model
+
+    return blend_model(model, BlendConfig(item_item_weight=0.3, method="knn"))
+
+
+@pytest.mark.parametrize("which", ["model", "biased", "blended"])
 def test_explain_contributions_sum_to_the_score(which, request) -> None:
     subject = request.getfixturevalue(which)
     user, row = subject.user_ids[4], subject.seen[4]
@@ -180,7 +187,7 @@ def test_explain_contributions_sum_to_the_score(which, request) -> None:
     assert {item for item, _ in explanation.contributions} == {
         str(subject.item_ids[i]) for i in row.indices
     }
-    if which == "model":
+    if which != "biased":
         assert explanation.non_item_terms == 0.0  # no biases: every term is an item's
     else:
         assert explanation.non_item_terms != 0.0
@@ -305,3 +312,16 @@ def test_the_readme_library_snippet_runs_in_python_c(tmp_path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "array([" in done.stdout and (tmp_path / "model.zip").is_file()
+
+
+def test_a_blended_model_scores_folded_in_users_with_their_item_sets(blended) -> None:
+    # score_folded adds the item-item part from the given items, as score_users does from the
+    # training items: with the stored factors, both formulas give the same scores.
+    users = np.array([3, 8])
+    stored = blended.score_users(users)
+    bias = None if blended.user_bias is None else blended.user_bias[users]
+    folded = blended.score_folded(blended.user_factors[users], bias, blended.seen[users])
+    np.testing.assert_allclose(folded, stored, rtol=1e-6, atol=1e-6)
+    assert blended.blended and not np.allclose(
+        folded, blended.score_folded(blended.user_factors[users], bias, blended.seen[[8, 3]])
+    )

@@ -251,8 +251,14 @@ FOLD_IN_CASES = {
     "explicit-biases": dict(
         mode="explicit", use_biases=True, unobserved_weight=0.1, regularization_scaling="count"
     ),
-    "item-power": dict(observed_weighting="item_power", alpha=4.0),
+    "explicit-observed-only": dict(
+        mode="explicit", use_biases=True, unobserved_weight=0.0, alpha=1.0
+    ),
+    "item-power": dict(observed_weighting="item_power", alpha=4.0, item_weight_exponent=0.3),
     "proportional": dict(observed_weighting="proportional", alpha=0.6),
+    "constant": dict(observed_weighting="constant", alpha=3.0, unobserved_weight=0.5),
+    "log": dict(observed_weighting="log", alpha=2.0, epsilon=0.5),
+    "biases-float64": dict(use_biases=True, dtype="float64"),
 }
 
 
@@ -278,6 +284,26 @@ def test_fold_in_is_the_training_user_solve(case: str) -> None:
             assert bias == pytest.approx(float(final.user_bias[user]), abs=1e-5)
         else:
             assert bias == 0.0
+
+    # Items are solved last in an epoch: folding an item's column in against the final user
+    # factors (the item side, as partial_fit_items does) reproduces the final item factors.
+    from walsrec.fold_in import FoldIn
+
+    items = FoldIn(
+        config.to_dict(),
+        final.user_factors,
+        final.user_bias,
+        final.global_mean,
+        None,
+        solving_items=True,
+    )
+    columns = matrix.tocsc()
+    for item in (0, 11, 29):
+        column = columns[:, item]
+        factors, bias = items.solve(column.indices, column.data)
+        np.testing.assert_allclose(factors, final.item_factors[item], rtol=1e-5, atol=1e-5)
+        if config.use_biases:
+            assert bias == pytest.approx(float(final.item_bias[item]), abs=1e-5)
 
 
 def test_fold_in_after_convergence_matches_trained_user() -> None:
