@@ -14,7 +14,7 @@ import scipy.sparse as sp
 
 from serving.schemas import MAX_ANSWER_ITEMS
 from walsrec.item_table import ItemFilter
-from walsrec.model import RecommenderModel, blend_scores
+from walsrec.model import RecommenderModel
 from walsrec.topk import PAD_ITEM, top_k
 
 __all__ = ["OnlineRecommender", "RequestError"]
@@ -48,30 +48,23 @@ class OnlineRecommender:
 
     def __init__(self, model: RecommenderModel, item_fields: dict[str, list] | None = None) -> None:
         self.model = model
-        self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
-        self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_ids = [str(item) for item in model.item_ids]
         self.user_position = model.user_index()
         self.item_position = model.item_index()
         self.titles = [model.item_titles.get(item) for item in self.item_ids]
-        # The additive part of every score: item bias + global mean (0 without biases).
-        self.item_offset = np.full(model.n_items, np.float32(model.global_mean), np.float32)
-        if model.item_bias is not None:
-            self.item_offset += model.item_bias.astype(np.float32)
         self.seen = model.seen.tocsr()
         popularity = np.asarray(model.item_popularity, dtype=np.float64)
         self.popularity = popularity
         # Most popular first; ties to the lower item index (stable sort of the negated counts).
         self.popularity_order = np.argsort(-popularity, kind="stable")
-        self.unit_item_factors = _unit_rows(self.item_factors)
-        self.unit_user_factors = _unit_rows(self.user_factors)
-        self.user_norms = np.linalg.norm(self.user_factors, axis=1)
-        self.item_norms = np.linalg.norm(self.item_factors, axis=1)
         self.item_filter = None if item_fields is None else ItemFilter(item_fields, model.n_items)
         # WALS's part only: a blended model's factors are WALS's, its item-item part is added
         # from the given items by `score_folded`, as for a known user from their training items.
         self.fold_in = model.fold_in()  # the model's own (cached), shared with `explain`
-        self.seen_rows = model.seen_rows() if model.blended else None
+        # Build the model's cached unit factors now, not in the first /similar_* request.
+        if model.n_users > 1:
+            model.similar_users(str(model.user_ids[0]), N=1)
+            model.similar_items(str(model.item_ids[0]), N=1)
 
     @property
     def n_items(self) -> int:
@@ -186,42 +179,30 @@ class OnlineRecommender:
         return self._answer(items[0], item_scores[0], user_id=None, fallback=False, unknown=unknown)
 
     def similar_items(self, item_id: str, k: int = 10) -> dict:
-        """The k items whose factors have the highest cosine similarity with `item_id`'s.
-
-        Items with all-zero factors (no training interactions) are never neighbours."""
-        position = self.item_position.get(item_id)
-        if position is None:
+        """The k items whose factors have the highest cosine similarity with `item_id`'s
+        (`RecommenderModel.similar_items`: zero-factor items are never neighbours)."""
+        if item_id not in self.item_position:
             raise RequestError("item_id", f"item {item_id!r} is not known to the model", 404)
         self.check_k(k)
-        scores = self.unit_item_factors @ self.unit_item_factors[position]
-        scores[position] = -np.inf
-        scores[self.item_norms == 0] = -np.inf  # items without interactions are nobody's match
-        items, item_scores = top_k(scores[np.newaxis, :], k)
-        return self._answer(items[0], item_scores[0], item_id=item_id)
+        ids, scores = self.model.similar_items(item_id, N=k, filter_items=[item_id])
+        items = np.array([self.item_position[item] for item in ids], dtype=np.int64)
+        return self._answer(items, scores, item_id=item_id)
 
     def similar_users(self, user_id: str, k: int = 10) -> dict:
-        """The k users whose factors have the highest cosine similarity with `user_id`'s.
-
-        Users with all-zero factors (no training interactions) are never neighbours."""
-        position = self.user_position.get(user_id)
-        if position is None:
+        """The k users whose factors have the highest cosine similarity with `user_id`'s
+        (`RecommenderModel.similar_users`: zero-factor users are never neighbours)."""
+        if user_id not in self.user_position:
             raise RequestError("user_id", f"user {user_id!r} is not known to the model", 404)
         if not 1 <= k < self.model.n_users:
             raise RequestError(
                 "k", f"must be between 1 and {self.model.n_users - 1} (the other users), got {k}"
             )
-        scores = self.unit_user_factors @ self.unit_user_factors[position]
-        scores[position] = -np.inf
-        scores[self.user_norms == 0] = -np.inf
-        users, user_scores = top_k(scores[np.newaxis, :], k)
-        valid = users[0] != PAD_ITEM
+        ids, scores = self.model.similar_users(user_id, N=k, filter_users=[user_id])
         return {
             "user_id": user_id,
             "users": [
-                {"user_id": str(self.model.user_ids[u]), "score": float(v)}
-                for u, v in zip(
-                    users[0][valid].tolist(), user_scores[0][valid].tolist(), strict=True
-                )
+                {"user_id": str(user), "score": float(score)}
+                for user, score in zip(ids.tolist(), scores.tolist(), strict=True)
             ],
         }
 
@@ -321,13 +302,6 @@ class OnlineRecommender:
 
     # ------------------------------------------------------------------ helpers
 
-    def _blend(self, wals_scores: np.ndarray, row: sp.csr_matrix) -> np.ndarray:
-        """One user's blended scores from their WALS scores and item set (`blend_scores`)."""
-        blended = blend_scores(
-            wals_scores[np.newaxis, :], row, self.model.item_item, self.model.blend_weight
-        )
-        return blended[0]
-
     def check_k(self, k: int, users: int = 1) -> None:
         """k must lie in [1, number of items], and users x k within MAX_ANSWER_ITEMS."""
         if not 1 <= k <= self.n_items:
@@ -398,9 +372,3 @@ class OnlineRecommender:
         if unknown is not None:
             answer["unknown_items"] = unknown
         return answer
-
-
-def _unit_rows(factors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; all-zero rows stay zero (cosine 0 with everything)."""
-    norms = np.linalg.norm(factors, axis=1, keepdims=True)
-    return factors / np.maximum(norms, 1e-12)
