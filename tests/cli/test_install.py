@@ -36,7 +36,10 @@ def test_pip_install_gives_the_walsrec_command(tmp_path: Path) -> None:
     site_packages = Path(site.stdout.strip())
     # Offline: pip, setuptools and the dependencies come from this interpreter's environment,
     # seen after the new one's own site-packages (where the project goes).
-    (site_packages / "outer.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # A site dir, so that its own .pth files run too: on Python 3.12+ setuptools' distutils
+    # shim (which ZenML imports) is installed by one, as it is in a real `pip install .`.
+    outer = sysconfig.get_path("purelib")
+    (site_packages / "outer.pth").write_text(f"import site; site.addsitedir({outer!r})\n")
 
     install = _run(
         python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
