@@ -6,27 +6,18 @@ import logging
 from typing import Annotated
 
 from zenml import step
-from zenml.client import Client
-from zenml.enums import ModelStages
 
-from walsrec.errors import ConfigError
 from walsrec.model import RecommenderModel
 
 logger = logging.getLogger(__name__)
 
-STAGES = {stage.value: stage for stage in ModelStages}
-
 
 def resolve_model_version(model_name: str, version: str):
-    """The model version for a stage name (production, staging, latest) or a version number."""
-    wanted = STAGES.get(str(version).lower(), str(version))
-    try:
-        return Client().get_model_version(model_name, wanted)
-    except KeyError as exc:
-        raise ConfigError(
-            f"model {model_name!r} has no version {version!r}: train one first "
-            "(python run.py train) or name an existing version with --model-version"
-        ) from exc
+    """The model version for a stage name (production, staging, latest) or a version number;
+    only versions holding their model count (registry/versions.py)."""
+    from registry.versions import resolve_model_version as resolve
+
+    return resolve(model_name, version)
 
 
 @step(enable_cache=False)
