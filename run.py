@@ -174,7 +174,7 @@ def clean_up_dead_runs() -> None:
     """Mark runs whose process died failed, one line each (see registry/runs.py)."""
     from registry.runs import clean_up_runs
 
-    for line in clean_up_runs():
+    for line in clean_up_runs(include_failed=False):
         click.echo(line, err=True)
 
 
@@ -538,6 +538,9 @@ def rollback(model_name: str | None) -> None:
 
     model_name = model_name or _default_model_name()
     open_store()
+    # One line of our own: ZenML's info lines ("Model version 3 has been set to archived.")
+    # would repeat it.
+    logging.getLogger("zenml").setLevel(logging.WARNING)
     try:
         current, restored = roll_back(model_name)
     except WalsrecError as exc:

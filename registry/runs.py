@@ -99,8 +99,12 @@ def delete_modelless_version(client: Any, run: Any) -> str | None:
     return f"model {version.model.name} version {version.number}"
 
 
-def clean_up_runs() -> list[str]:
+def clean_up_runs(include_failed: bool = True) -> list[str]:
     """Mark dead runs failed and delete the model versions they left without a model.
+
+    Args:
+        include_failed: also look at the newest 100 failed runs for versions without a model
+            (`run.py cleanup`; before each pipeline run only the unfinished runs are read).
 
     Returns:
         One line per run dealt with, naming it.
@@ -116,7 +120,8 @@ def clean_up_runs() -> list[str]:
         deleted = delete_modelless_version(client, client.get_pipeline_run(run.id))
         what = f"; deleted {deleted}, which it had created without a model" if deleted else ""
         lines.append(f"run {run.name} ({run.pipeline.name}) had died: marked failed{what}")
-    for run in client.list_pipeline_runs(status="failed", size=100, sort_by="desc:created").items:
+    failed = client.list_pipeline_runs(status="failed", size=100, sort_by="desc:created")
+    for run in failed.items if include_failed else []:
         deleted = delete_modelless_version(client, run)
         if deleted:
             lines.append(

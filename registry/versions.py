@@ -42,7 +42,7 @@ def _versions_newest_first(model_name: str) -> list[Any]:
     found, page = [], 1
     while True:
         batch = client.list_model_versions(
-            model_name_or_id=model_name, sort_by="desc:number", page=page, size=100
+            model=model_name, sort_by="desc:number", page=page, size=100
         )
         found.extend(batch.items)
         if page >= batch.total_pages:
@@ -220,5 +220,4 @@ def rollback(model_name: str) -> tuple[Any, Any]:
         _log_on_version(
             model_name, target, {"restored": {"replacing": int(current.number), "at": at}}
         )
-    logger.info("rolled back %s from version %s to %s", model_name, current.number, target.number)
     return current, target

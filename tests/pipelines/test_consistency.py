@@ -39,7 +39,7 @@ _QUERY = """
 import json, sys
 from zenml.client import Client
 client = Client()
-versions = client.list_model_versions(model_name_or_id=sys.argv[1], size=100).items
+versions = client.list_model_versions(model=sys.argv[1], size=100).items
 runs = client.list_pipeline_runs(size=100).items
 print(json.dumps({
     "versions": {
