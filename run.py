@@ -33,12 +33,14 @@ PIPELINES = {
     "batch": ("pipelines.batch_inference", "batch_inference_pipeline"),
     "tune": ("pipelines.tuning", "tuning_pipeline"),
     "deploy": ("pipelines.deployment", "deployment_pipeline"),
+    "continuous": ("pipelines.continuous_training", "continuous_training_pipeline"),
 }
 DEFAULT_CONFIGS = {
     "train": CONFIGS / "train.yaml",
     "batch": CONFIGS / "batch_inference.yaml",
     "tune": CONFIGS / "tune.yaml",
     "deploy": CONFIGS / "deployment.yaml",
+    "continuous": CONFIGS / "continuous_training.yaml",
 }
 
 
@@ -139,17 +141,7 @@ def _selected_stack() -> str | None:
     return ctx.find_root().meta.get("walsrec.stack") if ctx else None
 
 
-def _newest_run_id(pipeline_name: str) -> Any:
-    from zenml.client import Client
-
-    try:
-        runs = Client().list_pipeline_runs(pipeline=pipeline_name, sort_by="desc:created", size=1)
-    except KeyError:  # no such pipeline yet
-        return None
-    return runs.items[0].id if runs.items else None
-
-
-def _delete_model_version_of_failed_run(pipeline_name: str, previous_run: Any) -> None:
+def _delete_model_version_of_failed_run(run_name: str) -> None:
     """A failed run leaves no model version behind: delete the version it created (each run of
     a config with `model:` creates one), unless another run is linked to it too. The run and
     its artifacts stay."""
@@ -158,10 +150,10 @@ def _delete_model_version_of_failed_run(pipeline_name: str, previous_run: Any) -
 
     client = Client()
     try:
-        run_id = _newest_run_id(pipeline_name)
-        if run_id is None or run_id == previous_run:
+        try:
+            run = client.get_pipeline_run(run_name, allow_name_prefix_match=False)
+        except KeyError:  # failed before ZenML created the run
             return
-        run = client.get_pipeline_run(run_id)
         version = run.model_version
         if run.status != ExecutionStatus.FAILED or version is None:
             return
@@ -178,6 +170,14 @@ def _delete_model_version_of_failed_run(pipeline_name: str, previous_run: Any) -
         click.echo(f"warning: could not delete the failed run's model version: {exc}", err=True)
 
 
+def clean_up_dead_runs() -> None:
+    """Mark runs whose process died failed, one line each (see registry/runs.py)."""
+    from registry.runs import clean_up_runs
+
+    for line in clean_up_runs(include_failed=False):
+        click.echo(line, err=True)
+
+
 def run_pipeline(pipeline_obj: Any, config: dict) -> Any:
     """Run `pipeline_obj` with `config` as its ZenML run configuration (on `--stack` if given)."""
     from stacks import stack_run
@@ -185,18 +185,25 @@ def run_pipeline(pipeline_obj: Any, config: dict) -> Any:
 
     _quiet_user_error_tracebacks()
 
+    from registry.runs import new_run_name, run_liveness
+    from registry.store import open_store
+
     config_path = None
     try:
+        open_store()  # a fresh store is created by one process at a time
+        clean_up_dead_runs()
+        # Named before it starts: the run holds its liveness lock for as long as it runs.
+        config = {**config, "run_name": config.get("run_name") or new_run_name(pipeline_obj.name)}
         # --stack: the stack's overlay (configs/<stack>/) merged in, its ZenML stack active.
         with stack_run(_selected_stack(), pipeline_obj, config) as config:
             with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
                 yaml.safe_dump(config, handle, sort_keys=False)
                 config_path = handle.name
-            previous_run = _newest_run_id(pipeline_obj.name)
             try:
-                return pipeline_obj.with_options(config_path=config_path)()
+                with run_liveness(config["run_name"]):
+                    return pipeline_obj.with_options(config_path=config_path)()
             except Exception:
-                _delete_model_version_of_failed_run(pipeline_obj.name, previous_run)
+                _delete_model_version_of_failed_run(config["run_name"])
                 raise
     except WalsrecError as exc:
         raise UserError(str(exc)) from exc
@@ -502,10 +509,19 @@ def tune(**options: Any) -> None:
     if options["storage"]:
         # Through the environment, not the run config: a password must not be stored by ZenML.
         os.environ["WALSREC_TUNING_STORAGE"] = options["storage"]
-    from pipelines import tuning_pipeline
-    from pipelines.tuning import tuning_report
+    from walsrec.errors import ConfigError
+    from walsrec.tuning import one_run_per_sqlite_storage, resolve_storage_url
 
-    click.echo(tuning_report(run_pipeline(tuning_pipeline, config).id))
+    storage = (config["parameters"].get("tuning") or {}).get("storage")
+    try:
+        # Taken before TensorFlow is imported: a second run stops within a second.
+        with one_run_per_sqlite_storage(resolve_storage_url(storage)):
+            from pipelines import tuning_pipeline
+            from pipelines.tuning import tuning_report
+
+            click.echo(tuning_report(run_pipeline(tuning_pipeline, config).id))
+    except ConfigError as exc:
+        raise UserError(str(exc)) from exc
 
 
 @cli.command(help="Put a model version (production by default) into BentoML and build a Bento.")
@@ -538,19 +554,205 @@ def deploy(**options: Any) -> None:
     click.echo("Serve it:      python run.py serve")
 
 
+def _default_model_name() -> str:
+    return load_config(DEFAULT_CONFIGS["train"]).get("model", {}).get("name", "walsrec")
+
+
+@cli.command(
+    help="Put the previous production model version back into production (the one the "
+    "current production version replaced)."
+)
+@click.option(
+    "--model", "model_name", help="Model name (default: the model of configs/train.yaml)."
+)
+def rollback(model_name: str | None) -> None:
+    from registry.store import open_store
+    from registry.versions import rollback as roll_back
+    from walsrec.errors import WalsrecError
+
+    model_name = model_name or _default_model_name()
+    open_store()
+    # One line of our own: ZenML's info lines ("Model version 3 has been set to archived.")
+    # would repeat it.
+    logging.getLogger("zenml").setLevel(logging.WARNING)
+    try:
+        current, restored = roll_back(model_name)
+    except WalsrecError as exc:
+        raise UserError(str(exc)) from exc
+    click.echo(
+        f"Rolled back {model_name}: production was version {current.number}, is now version "
+        f"{restored.number}"
+    )
+
+
+@cli.command(
+    help="Mark runs whose process died (killed) failed and delete the model versions that "
+    "killed or failed runs left without a model; one line per run."
+)
+def cleanup() -> None:
+    from registry.runs import clean_up_runs
+    from registry.store import open_store
+
+    open_store()
+    lines = clean_up_runs()
+    for line in lines:
+        click.echo(line)
+    if not lines:
+        click.echo("Nothing to clean up: no dead runs, no model versions without a model.")
+
+
+def parse_interval(text: str) -> float:
+    """Seconds in an interval like 90s, 30m, 6h, 1d (a bare number is seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise UserError(f"--every {text}: not an interval; use e.g. 90s, 30m, 6h or 1d")
+    return seconds
+
+
+def _continuous_round(config: dict, tune: bool) -> None:
+    from zenml.client import Client
+
+    from pipelines import continuous_training_pipeline
+
+    config = copy.deepcopy(config)
+    config["parameters"].setdefault("continuous", {})["tune"] = tune
+    run = run_pipeline(continuous_training_pipeline, config)
+    if run is None:  # scheduled (Kubeflow): the orchestrator runs the rounds
+        return
+    run = Client().get_pipeline_run(run.id)
+    promoted = run.steps["model_promoter"].outputs["promoted"][0].load()
+    version = run.model_version
+    evaluation = run.steps["model_evaluator"].outputs["metrics"][0].load()
+    reason = (version.run_metadata.get("promotion") or {}).get("reason") if version else None
+    click.echo(f"Pipeline run:   {run.name} ({run.status}){' tuned' if tune else ''}")
+    click.echo(
+        f"Model version:  {version.model.name} version {version.number} "
+        f"({'promoted to production' if promoted else 'not promoted'}: {reason})"
+    )
+    ndcg = ((evaluation.get("metrics") or {}).get("wals") or {}).get("ndcg@10")
+    if ndcg is not None:
+        click.echo(f"Test ndcg@10:   {ndcg:.4f}")
+    if "bento_exporter" in run.steps and promoted:
+        archive = run.steps["bento_exporter"].outputs["bento_archive"][0]
+        bento_tag = run.steps["bento_builder"].outputs["bento_tag"][0].load()
+        click.echo(f"Bento:          {bento_tag}, archive in the artifact store: {archive.uri}")
+        click.echo("Serve it:       python run.py serve --model-version production")
+    elif not promoted:
+        click.echo("Deployment:     skipped (production unchanged)")
+
+
+@cli.command(
+    help="Continuous training: train (or tune) on the current data, evaluate, promote, and "
+    "only when promoted package, build and keep the Bento. --every repeats it in the "
+    "foreground; on Kubeflow (--stack kubeflow) it is scheduled by cron (docs/registry.md)."
+)
+@_common_options
+@click.option("--data", help="Interactions (overrides data.source), read anew each round.")
+@click.option("--test-data", help="A test file in the same layout as --data.")
+@click.option("--tune", is_flag=True, help="Tune instead of training (every round).")
+@click.option("--every", help="Repeat every INTERVAL (90s, 30m, 6h, 1d) until Ctrl-C.")
+@click.option("--rounds", type=click.IntRange(min=1), help="With --every: stop after N rounds.")
+def continuous(**options: Any) -> None:
+    import time
+
+    options = _with_root_options(options)
+    _start(options)
+    config = prepare_config("continuous", options)
+    section = config["parameters"].get("continuous") or {}
+    tune_every = int(section.get("tune_every") or 0)
+    always_tune = bool(options["tune"] or section.get("tune"))
+    if options.get("stack") == "kubeflow":
+        if options["every"]:
+            raise UserError("--every runs rounds here; on Kubeflow the cron schedule does")
+        cron = section.get("tune_cron" if always_tune else "cron")
+        if not cron:
+            raise UserError("continuous.cron (or tune_cron with --tune) is needed on Kubeflow")
+        config["schedule"] = {"cron_expression": cron, "name": f"walsrec-continuous-{cron}"}
+        click.echo(f"Schedule:       cron {cron!r}")
+        _continuous_round(config, always_tune)
+        return
+    if not options["every"]:
+        _continuous_round(config, always_tune)
+        return
+    interval = parse_interval(options["every"])
+    done = 0
+    try:
+        while True:
+            started = time.monotonic()
+            tune = always_tune or (tune_every > 0 and done % tune_every == tune_every - 1)
+            try:
+                _continuous_round(config, tune)
+            except (UserError, RuntimeError) as exc:  # a failed round: the next one may work
+                click.echo(f"round {done + 1} failed: {exc}", err=True)
+            done += 1
+            if options["rounds"] and done >= options["rounds"]:
+                return
+            wait = max(0.0, interval - (time.monotonic() - started))
+            click.echo(f"Next round in {wait:.0f} s (Ctrl-C stops)")
+            time.sleep(wait)
+    except KeyboardInterrupt:
+        click.echo(f"Stopped after {done} rounds")
+
+
 @cli.command(help="Serve the newest packaged model over HTTP (see docs/serving.md).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--model-tag", help="BentoML model tag (default: the newest walsrec model).")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default 2).")
-def serve(host: str, port: int, model_tag: str | None, workers: int | None) -> None:
+@click.option(
+    "--model-version",
+    help="Serve the Bento that continuous training exported for this ZenML model version "
+    "(production, latest or a number), imported from the artifact store.",
+)
+@click.option("--model", "model_name", help="With --model-version: the ZenML model.")
+def serve(
+    host: str,
+    port: int,
+    model_tag: str | None,
+    workers: int | None,
+    model_version: str | None,
+    model_name: str | None,
+) -> None:
     from serving.cli import serve as serve_model
     from walsrec.errors import WalsrecError
 
     try:
-        sys.exit(serve_model(host, port, model_tag, workers, echo=click.echo))
+        bento_tag = None
+        if model_version:
+            if model_tag:
+                raise UserError("--model-tag and --model-version name two different models")
+            bento_tag = _exported_bento(model_name or _default_model_name(), model_version)
+        sys.exit(serve_model(host, port, model_tag, workers, echo=click.echo, bento_tag=bento_tag))
     except WalsrecError as exc:
         raise UserError(str(exc)) from exc
+
+
+def _exported_bento(model_name: str, version: str) -> str:
+    """The Bento continuous training exported for a model version, in the local BentoML store
+    (imported from the artifact store when it is not there yet)."""
+    from registry.store import open_store
+    from registry.versions import resolve_model_version
+    from serving.packaging import import_bento
+    from walsrec.errors import WalsrecError
+
+    open_store()
+    found = resolve_model_version(model_name, version)
+    archive = found.get_artifact("bento_archive")
+    bento_tag = None if archive is None else archive.run_metadata.get("bento_tag")
+    if not bento_tag:
+        raise WalsrecError(
+            f"model {model_name!r} version {found.number} has no exported Bento (only "
+            "`run.py continuous` exports one, when it promotes): serve it with `python run.py "
+            f"deploy --model-version {found.number}` then `python run.py serve`"
+        )
+    tag = import_bento(Path(archive.load()), bento_tag)
+    click.echo(f"model {model_name} version {found.number}: Bento {tag}")
+    return tag
 
 
 @cli.group(help="Stack recipes in stacks/: register one with ZenML (see docs/kubeflow.md).")

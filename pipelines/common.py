@@ -1,4 +1,4 @@
-"""Pieces of pipeline definitions shared by training and tuning."""
+"""Pieces of pipeline definitions shared by training, tuning and continuous training."""
 
 from __future__ import annotations
 
@@ -38,3 +38,44 @@ def load_and_split(data: dict, split: dict, preprocess: dict) -> Any:
         interactions, split=split, preprocess=preprocess, test_interactions=test_interactions
     )
     return dataset, test_interactions
+
+
+def tune_and_retrain(
+    dataset: Any,
+    profile: Any,
+    data: dict,
+    split: dict,
+    wals: dict,
+    blend: dict,
+    tuning: dict,
+    evaluation: dict,
+    bayes: dict | None,
+) -> Any:
+    """study -> `tuning.n_workers` workers -> best parameters -> retrain on train + validation.
+
+    Returns:
+        The tuned `recommender` and the dataset it is evaluated on.
+    """
+    from steps import best_params_selector, tuned_model_trainer, tuning_study, tuning_worker
+
+    study = tuning_study(
+        profile, data=data, split=split, wals=wals, blend=blend, tuning=tuning, bayes=bayes
+    )
+    workers = [
+        tuning_worker(
+            dataset,
+            profile,
+            study,
+            wals=wals,
+            blend=blend,
+            tuning=tuning,
+            worker_index=index,
+            bayes=bayes,
+            id=f"tuning_worker_{index}",
+        )
+        for index in range(int(tuning.get("n_workers", 1)))
+    ]
+    best = best_params_selector(study, tuning=tuning, after=workers)[0]
+    return tuned_model_trainer(
+        dataset, profile, best, wals=wals, blend=blend, evaluation=evaluation, bayes=bayes
+    )

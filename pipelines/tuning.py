@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from zenml import pipeline
 
-from pipelines.common import load_and_split
+from pipelines.common import load_and_split, tune_and_retrain
 from steps import (
-    best_params_selector,
     data_profiler,
     model_evaluator,
     model_promoter,
     recommendation_writer,
     test_pair_predictor,
-    tuned_model_trainer,
-    tuning_study,
-    tuning_worker,
 )
 
 
@@ -51,26 +47,8 @@ def tuning_pipeline(
     """
     dataset, test_interactions = load_and_split(data, split, preprocess)
     profile = data_profiler(dataset)
-    study = tuning_study(
-        profile, data=data, split=split, wals=wals, blend=blend, tuning=tuning, bayes=bayes
-    )
-    workers = [
-        tuning_worker(
-            dataset,
-            profile,
-            study,
-            wals=wals,
-            blend=blend,
-            tuning=tuning,
-            worker_index=index,
-            bayes=bayes,
-            id=f"tuning_worker_{index}",
-        )
-        for index in range(int(tuning.get("n_workers", 1)))
-    ]
-    best = best_params_selector(study, tuning=tuning, after=workers)[0]
-    model, evaluation_dataset = tuned_model_trainer(
-        dataset, profile, best, wals=wals, blend=blend, evaluation=evaluation, bayes=bayes
+    model, evaluation_dataset = tune_and_retrain(
+        dataset, profile, data, split, wals, blend, tuning, evaluation, bayes
     )
     evaluation_result = model_evaluator(model, evaluation_dataset, evaluation=evaluation)[0]
     model_promoter(evaluation_result, promotion=promotion)

@@ -20,9 +20,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SERVICE = "serving.service:WalsrecService"
 
 
-def serve_command(host: str, port: int) -> list[str]:
-    """The `bentoml serve` command line for the working tree's service."""
-    return [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+def serve_command(host: str, port: int, target: str = SERVICE) -> list[str]:
+    """The `bentoml serve` command line for the working tree's service (or a Bento's tag)."""
+    return [sys.executable, "-m", "bentoml", "serve", target, "--host", host, "--port", str(port)]
 
 
 def wait_until_ready(url: str, process: subprocess.Popen, timeout: float) -> float:
@@ -116,8 +116,10 @@ def serve(
     workers: int | None = None,
     echo: Callable[[str], None] = print,
     ready_timeout: float = 120,
+    bento_tag: str | None = None,
 ) -> int:
-    """Serve `model_tag` (default: the newest `walsrec` BentoML model) until interrupted.
+    """Serve `model_tag` (default: the newest `walsrec` BentoML model) until interrupted; with
+    `bento_tag`, that Bento (its own code and the model pinned in it).
 
     Returns:
         The server's exit code (0 after Ctrl-C).
@@ -126,20 +128,24 @@ def serve(
         read_token(os.environ)  # the server would refuse it too, after seconds of start-up
     except ValueError as exc:
         raise WalsrecError(str(exc)) from None
-    tag = model_tag or _latest_model_tag()
+    tag = model_tag or (bento_tag if bento_tag else _latest_model_tag())
     _check_port_free(host, port)
-    env = {**os.environ, "WALSREC_MODEL_TAG": tag}
+    env = dict(os.environ)
+    if not bento_tag:
+        env["WALSREC_MODEL_TAG"] = tag
     if workers:
         env["WALSREC_WORKERS"] = str(workers)
     started = time.perf_counter()
     # `kill` (SIGTERM) stops the server too, like Ctrl-C.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    process = subprocess.Popen(serve_command(host, port), cwd=PROJECT_ROOT, env=env)
+    target = bento_tag or SERVICE
+    process = subprocess.Popen(serve_command(host, port, target), cwd=PROJECT_ROOT, env=env)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
     try:
         wait_until_ready(f"{url}/readyz", process, ready_timeout)
         echo(
-            f"walsrec model {tag} serving at {url} (ready in {time.perf_counter() - started:.1f} s;"
+            f"walsrec {'Bento' if bento_tag else 'model'} {tag} serving at {url} "
+            f"(ready in {time.perf_counter() - started:.1f} s;"
             f" API docs at {url}/ ; Ctrl-C stops)"
         )
         if os.environ.get("WALSREC_API_TOKEN"):

@@ -133,3 +133,55 @@ def latest_model_tag(bento_model_name: str = BENTO_MODEL_NAME) -> str:
             f"no BentoML model {bento_model_name!r} in the model store: package one first "
             "(python run.py deploy)"
         ) from exc
+
+
+def _bentoml(*args: str, timeout: float = 600) -> str:
+    """Run `bentoml ARGS` (this interpreter's BentoML); its stdout, or a WalsrecError."""
+    command = [sys.executable, "-m", "bentoml", *args]
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise WalsrecError(f"bentoml {args[0]} did not finish within {timeout:.0f} s") from exc
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+        raise WalsrecError(f"bentoml {args[0]} failed: " + " | ".join(detail))
+    return result.stdout
+
+
+def export_bento(bento_tag: str, path: Path) -> Path:
+    """`bentoml export`: the Bento as one archive file (model files, code, bentofile)."""
+    _bentoml("export", bento_tag, str(path))
+    logger.info("exported Bento %s to %s", bento_tag, path)
+    return path
+
+
+def import_bento(archive: Path, bento_tag: str) -> str:
+    """Make `bento_tag` available in the local BentoML store, importing `archive` if needed."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        bentoml.get(bento_tag)
+        return bento_tag
+    except NotFound:
+        pass
+    _bentoml("import", str(archive))
+    return bento_tag
+
+
+def push_image(bento_tag: str, repository: str) -> str:
+    """`bentoml containerize` the Bento as `<repository>/walsrec-service:<bento version>` and
+    `docker push` it; needs a Docker engine. Returns the image name."""
+    image = f"{repository.rstrip('/')}/walsrec-service:{bento_tag.split(':', 1)[1]}"
+    _bentoml("containerize", bento_tag, "-t", image, timeout=3600)
+    try:
+        pushed = subprocess.run(
+            ["docker", "push", image], capture_output=True, text=True, timeout=3600, check=False
+        )
+    except OSError as exc:
+        raise WalsrecError(f"cannot push {image}: {exc}") from exc
+    if pushed.returncode != 0:
+        raise WalsrecError(f"docker push {image} failed: {pushed.stderr.strip()[-500:]}")
+    return image

@@ -151,6 +151,29 @@ class BentoConfig(_FromDict):
     item_metadata: str | None = None
 
 
+@dataclass(frozen=True)
+class ContinuousConfig(_FromDict):
+    """The `continuous:` section of the continuous-training config.
+
+    Attributes:
+        tune: this run tunes (Optuna study, then retrain) instead of training with the config.
+        tune_every: with `run.py continuous --every`, every N-th run tunes (0: never).
+        tune_validation_ratio: the validation part carved from training when tuning.
+        cron: the Kubeflow schedule of training runs (`--stack kubeflow`).
+        tune_cron: the Kubeflow schedule of tuning runs (`--stack kubeflow --tune`).
+        export: keep the built Bento as an archive artifact (`bentoml export`) in the stack's
+            artifact store, where `run.py serve --model-version` finds it.
+    """
+
+    section: ClassVar[str] = "continuous"
+    tune: bool = False
+    tune_every: int = 0
+    tune_validation_ratio: float = 0.2
+    cron: str | None = "0 2 * * *"
+    tune_cron: str | None = "0 3 * * 0"
+    export: bool = True
+
+
 # --------------------------------------------------------------------------------------------
 # Which class reads which section
 # --------------------------------------------------------------------------------------------
@@ -245,6 +268,7 @@ SECTIONS: dict[str, Section] = {
     "promotion": Section("walsrec.config", "PromotionConfig"),
     "output": Section("walsrec.config", "OutputConfig"),
     "bento": Section("walsrec.config", "BentoConfig"),
+    "continuous": Section("walsrec.config", "ContinuousConfig"),
 }
 
 

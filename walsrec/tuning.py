@@ -26,6 +26,7 @@ The flow, each part one function:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,7 +36,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -537,6 +538,37 @@ def resolve_storage_url(configured: str | None = None, state_dir: Path | None = 
     state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
     state_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(state_dir / 'optuna.db').resolve()}"
+
+
+@contextlib.contextmanager
+def one_run_per_sqlite_storage(url: str) -> Iterator[None]:
+    """Hold the lock of a SQLite study storage for a whole tuning run; other storages pass.
+
+    SQLite serves one tuning run at a time: two runs at once raced on creating its tables
+    ("table alembic_version already exists") or both topped the trial queue up (60 trials for
+    `n_trials: 50`). The second run stops at once with a message naming the storages built for
+    parallel runs.
+
+    Raises:
+        ConfigError: another process holds the lock (the message names it).
+    """
+    from walsrec.locks import LockHeld, describe_holder, file_lock
+
+    if not url.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(url[len("sqlite:///") :])
+    try:
+        with file_lock(f"{database}.lock", timeout=0, purpose="a tuning run"):
+            yield
+    except LockHeld as held:
+        raise ConfigError(
+            f"the tuning storage {database} is in use by {describe_holder(held.holder)}: "
+            "a SQLite study serves one tuning run at a time. Wait for it to finish (this "
+            "command then resumes the study), or run tunings in parallel on a journal file "
+            "(--storage journal:///path/study.log) or a database (--storage "
+            "postgresql://user@host/db or mysql+pymysql://user@host/db)"
+        ) from None
 
 
 def redact_url(url: str) -> str:

@@ -21,28 +21,11 @@ STAGES = {stage.value: stage for stage in ModelStages}
 
 
 def resolve_model_version(model_name: str, version: str):
-    """The model version for a stage name (production, staging, latest) or a version number.
+    """The model version for a stage name (production, staging, latest) or a version number;
+    only versions holding their model count (registry/versions.py)."""
+    from registry.versions import resolve_model_version as resolve
 
-    Looked up with a listing, which ZenML's client answers at once also while a pipeline is
-    composed (`get_model_version` would return a deferred lookup there).
-    """
-    text = str(version).strip()
-    stage = STAGES.get(text.lower())
-    if stage == ModelStages.LATEST:
-        filters: dict[str, Any] = {}
-    elif stage is not None:
-        filters = {"stage": stage.value}
-    elif text.isdigit():
-        filters = {"number": int(text)}
-    else:
-        filters = {"name": text}
-    found = Client().list_model_versions(model=model_name, sort_by="desc:number", size=1, **filters)
-    if not found.items:
-        raise ConfigError(
-            f"model {model_name!r} has no version {version!r}: train one first "
-            "(python run.py train) or name an existing version with --model-version"
-        )
-    return found.items[0]
+    return resolve(model_name, version)
 
 
 def _runs_now() -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from zenml import get_step_context, log_metadata, step
+from zenml import get_step_context, step
 from zenml.client import Client
-from zenml.enums import ModelStages
 
+from registry.versions import promote_if_better
 from walsrec.config import PromotionConfig
 
 logger = logging.getLogger(__name__)
@@ -61,24 +61,26 @@ def decide_promotion(
 
 @step(enable_cache=False)  # depends on the registry's current production version
 def model_promoter(evaluation: dict, promotion: dict) -> Annotated[bool, "promoted"]:
-    """Set this run's model version to production if it beats popularity and production."""
+    """Set this run's model version to production if it beats popularity and production.
+
+    Production is read, compared and replaced under the store's promotion lock
+    (registry/versions.py), so of two runs finishing together the better one ends in
+    production.
+    """
     config = PromotionConfig.from_dict(promotion)
-    metric = config.metric
     model = get_step_context().model
-    production = None
-    try:
-        current = Client().get_model_version(model.name, ModelStages.PRODUCTION)
-        if str(current.id) != str(model.id):
-            production = current.run_metadata
-    except KeyError:
-        production = None
-    promote, reason = decide_promotion(
-        evaluation, production, metric, float(config.min_improvement)
+    candidate = Client().get_model_version(model.name, model.id)
+    result = promote_if_better(
+        model.name,
+        candidate,
+        lambda production: decide_promotion(
+            evaluation, production, config.metric, float(config.min_improvement)
+        ),
     )
-    if promote:
-        model.set_stage(ModelStages.PRODUCTION, force=True)
     logger.info(
-        "%s model version %s: %s", "Promoted" if promote else "Not promoting", model.version, reason
+        "%s model version %s: %s",
+        "Promoted" if result.promoted else "Not promoting",
+        model.version,
+        result.reason,
     )
-    log_metadata(metadata={"promotion": {"promoted": promote, "reason": reason}}, infer_model=True)
-    return promote
+    return result.promoted
