@@ -16,7 +16,10 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+# configs/kubeflow/requirements-remote.txt: what the Kubeflow image adds (the S3 filesystem), so
+# tests/kubeflow/test_execute.py runs the compiled tasks with the packages their image has.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt \
+    -r configs/kubeflow/requirements-remote.txt
 # The fused WALS kernel (a TensorFlow custom op, walsrec/native): compiled once per TensorFlow
 # version and CPU into ~/.cache/walsrec/native (about a minute). Without a C++ compiler WALS
 # still works, on standard TensorFlow ops (slower).

@@ -152,3 +152,18 @@ def test_local_stack_runs_configs_unchanged_and_is_active_only_for_the_run():
         assert active.name == "walsrec-local"
         assert run_config == config
     assert Client().active_stack_model.id == before
+
+
+def test_a_url_data_source_on_a_stack_that_cannot_read_it_names_the_artifact_store():
+    # On Kubeflow the data must be where the pods read it (tests/kubeflow/test_execute.py reads
+    # s3:// through the S3 artifact store); the local store reads no URLs, and says so.
+    result = CliRunner().invoke(
+        cli.cli, ["--stack", "local", "--data", "s3://walsrec-nowhere/interactions.csv"]
+    )
+
+    assert result.exit_code == 1
+    assert "data source s3://walsrec-nowhere/interactions.csv: a URL is read with the" in (
+        result.output
+    )
+    assert "flavor local, which reads no URLs" in result.output
+    assert "Traceback" not in result.output
