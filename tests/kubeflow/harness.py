@@ -39,15 +39,13 @@ from pathlib import Path
 
 from serving.cli import stop_server, wait_until_ready
 from stacks.compile import TaskSpec, read_compiled_spec
-from tests.conftest import PROJECT_ROOT
 from tests.serving.conftest import free_port
 
 PYTHON_BIN = Path(sys.executable).parent
-# The image's working directory (zenml.utils.pipeline_docker_image_builder.DOCKER_IMAGE_WORKDIR).
-IMAGE_WORKDIR = "/app"
-# What python:3.11-slim's image sets besides what ZenML's Dockerfile adds; PATH points at this
-# machine's Python environment, the image's site-packages stand-in.
-BASE_IMAGE_ENVIRONMENT = {"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}
+# What the parent image (python:3.11-slim) sets besides PATH and its version variables; PATH
+# starts at this machine's Python environment, the stand-in for the image's Python, so the
+# spec's `python` is that one.
+BASE_IMAGE_ENVIRONMENT = {"LANG": "C.UTF-8"}
 # Placeholders the KFP backend substitutes at run time; a task using another one can't run here.
 _PLACEHOLDER = re.compile(r"\{\{\$[^}]*\}\}")
 
@@ -267,10 +265,6 @@ class PipelineJob:
         """
         for step in dag_order(self.tasks):
             argv, environment, workdir = self.pod(step)
-            if argv and argv[0] == "python":
-                # The image's `python` is this environment's (PATH is the pod's, not searched
-                # by subprocess for argv[0] when env is given on every platform).
-                argv = [str(PYTHON_BIN / "python"), *argv[1:]]
             log_path = self.folder / step / "pod.log"
             started = time.perf_counter()
             with log_path.open("wb") as log:
@@ -315,16 +309,3 @@ def _copy_build_context(image: Image, target: Path) -> None:
         destination = target / archive_path
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, destination)
-
-
-__all__ = [
-    "IMAGE_WORKDIR",
-    "PROJECT_ROOT",
-    "Image",
-    "PipelineJob",
-    "TaskFailed",
-    "dag_order",
-    "s3_server",
-    "substitute_placeholders",
-    "zenml_server",
-]

@@ -84,8 +84,9 @@ def report(run_id: str) -> dict:
         }
     version = run.model_version
     production = None
-    with contextlib.suppress(KeyError):  # no production version
-        production = Client().get_model_version(version.model.name, "production").number
+    if version is not None:
+        with contextlib.suppress(KeyError):  # no production version
+            production = Client().get_model_version(version.model.name, "production").number
     return {
         "status": str(run.status.value),
         "orchestrator_run_id": run.orchestrator_run_id,
