@@ -17,8 +17,11 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3"
 # requirements-dev.txt: the runtime pins of requirements.txt (what a Kubeflow image installs) plus
-# the tests' and development tools.
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# the tests' and development tools; configs/kubeflow/requirements-remote.txt: what the Kubeflow
+# image adds (the S3 filesystem), so tests/kubeflow/test_execute.py runs the compiled tasks with
+# the packages their image has.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt \
+    -r configs/kubeflow/requirements-remote.txt
 # The fused WALS kernel (a TensorFlow custom op, walsrec/native): compiled once per TensorFlow
 # version and CPU into ~/.cache/walsrec/native (about a minute). Without a C++ compiler WALS
 # still works, on standard TensorFlow ops (slower).

@@ -49,16 +49,24 @@ class TaskSpec:
     accelerator_type: str | None = None
     accelerator_count: int = 0
     environment: dict[str, str] = field(default_factory=dict)
+    # What the container runs (its entrypoint and arguments, KFP placeholders unresolved).
+    command: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
 
 
 @dataclass
 class CompiledPipeline:
-    """A compiled pipeline: the YAML file, its tasks by step name, and ZenML's snapshot."""
+    """A compiled pipeline: the YAML file, its tasks by step name, and ZenML's snapshot.
+
+    `run` is the run ZenML registered for it (its placeholder run, which the tasks fill in when
+    they execute), or None when the compile was only a compile and the run was deleted.
+    """
 
     pipeline_name: str
     path: Path
     tasks: dict[str, TaskSpec]
     snapshot: Any
+    run: Any = None
 
 
 def image_for(repository: str, pipeline_name: str, step: str | None = None) -> str:
@@ -212,6 +220,7 @@ def compile_pipeline(
     config: dict,
     repository: str,
     stack: str | None = None,
+    keep_run: bool = False,
 ) -> CompiledPipeline:
     """Compile a pipeline with a run config into the KFP v2 spec, without a cluster or Docker.
 
@@ -220,6 +229,8 @@ def compile_pipeline(
         config: its run config with the Kubeflow overlay applied.
         repository: where the step images are (see `image_for`).
         stack: the ZenML stack to compile on (default: the compile-only stack).
+        keep_run: keep the run ZenML registered (to execute the spec's tasks afterwards, as a
+            Kubeflow cluster would); by default it is deleted with its model version.
 
     Returns:
         The compiled pipeline.
@@ -228,9 +239,16 @@ def compile_pipeline(
     config = pin_images(config, repository, pipeline_obj.name)
     with active_stack(stack), compile_only() as compiled:
         run = run_with_config(pipeline_obj, config)
-    _forget_run(run)
+    if not keep_run:
+        _forget_run(run)
     snapshot, path = compiled[-1]
-    return CompiledPipeline(pipeline_obj.name, Path(path), read_compiled_spec(path), snapshot)
+    return CompiledPipeline(
+        pipeline_obj.name,
+        Path(path),
+        read_compiled_spec(path),
+        snapshot,
+        run=run if keep_run else None,
+    )
 
 
 def read_compiled_spec(path: str | Path) -> dict[str, TaskSpec]:
@@ -264,6 +282,8 @@ def read_compiled_spec(path: str | Path) -> dict[str, TaskSpec]:
             accelerator_type=accelerator.get("resourceType") or accelerator.get("type"),
             accelerator_count=int(accelerator.get("resourceCount") or 0),
             environment={item["name"]: item["value"] for item in container.get("env", [])},
+            command=list(container.get("command", [])),
+            args=list(container.get("args", [])),
         )
     return tasks
 

@@ -214,7 +214,77 @@ def apply_stack_overlay(
     if overlay_dir is None:
         return copy.deepcopy(config)
     merged = deep_merge(config, load_overlay(overlay_dir, pipeline_name))
+    problems = accelerator_problems(merged)
+    if problems:
+        where = overlay_dir.relative_to(root) if overlay_dir.is_relative_to(root) else overlay_dir
+        raise ConfigError(
+            f"{pipeline_name} with the {where} overlay asks for GPUs it would not use: "
+            + "; ".join(problems)
+        )
     return resolve_settings(match_threads_to_cpus(merged), root)
+
+
+WALS_OPS_SOURCE = PROJECT_ROOT / "walsrec" / "native" / "wals_ops.cc"
+
+
+def fused_kernel_devices(source: Path = WALS_OPS_SOURCE) -> set[str]:
+    """The devices the fused WALS op has kernels for, read from its registrations.
+
+    Returns:
+        e.g. {"CPU"}: `REGISTER_KERNEL_BUILDER(... .Device(DEVICE_CPU) ...)` lines.
+    """
+    return set(re.findall(r"\.Device\(DEVICE_([A-Z]+)\)", source.read_text(encoding="utf-8")))
+
+
+def accelerator_problems(config: dict) -> list[str]:
+    """Steps whose resources ask for a GPU that the code they run would leave idle.
+
+    A GPU is used only by WALS on standard TensorFlow ops (`wals.kernel: graph`) with a CUDA
+    build of TensorFlow in the step's image: the fused kernel (the default, `auto`, whenever it
+    builds) has kernels only for the devices its source registers (the CPU), the `tensorflow-cpu`
+    package sees no GPU, and a pipeline without a `wals` section (batch inference, deployment)
+    never runs TensorFlow at all.
+
+    Args:
+        config: a run config with the stack's overlay merged in (Docker requirements not yet
+            expanded, or expanded: both are read).
+
+    Returns:
+        One line per step asking for a GPU it would not use; empty when none does.
+    """
+    problems = []
+    wals = (config.get("parameters") or {}).get("wals")
+    for step, step_config in sorted((config.get("steps") or {}).items()):
+        step_settings = (step_config or {}).get("settings") or {}
+        resources = {
+            **((config.get("settings") or {}).get("resources") or {}),
+            **(step_settings.get("resources") or {}),
+        }
+        if not int(resources.get("gpu_count") or 0):
+            continue
+        if wals is None:
+            problems.append(f"{step}: the pipeline trains no WALS model (no TensorFlow)")
+            continue
+        kernel = wals.get("kernel", "auto")
+        if kernel in ("auto", "fused") and "GPU" not in fused_kernel_devices():
+            problems.append(
+                f"{step}: wals.kernel {kernel!r} runs the fused kernel, which has kernels for "
+                f"{', '.join(sorted(fused_kernel_devices()))} only (set wals.kernel: graph)"
+            )
+        docker = {
+            **((config.get("settings") or {}).get("docker") or {}),
+            **(step_settings.get("docker") or {}),
+        }
+        if any(_package_name(line) == "tensorflow-cpu" for line in _requirement_lines(docker)):
+            problems.append(f"{step}: its image installs tensorflow-cpu, which sees no GPU")
+    return problems
+
+
+def _requirement_lines(docker: dict) -> list[str]:
+    requirements = docker.get("requirements")
+    if isinstance(requirements, dict):
+        return expand_requirements(requirements)
+    return list(requirements) if isinstance(requirements, list) else []
 
 
 def match_threads_to_cpus(config: dict) -> dict:

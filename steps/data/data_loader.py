@@ -7,6 +7,7 @@ from typing import Annotated
 
 from zenml import log_metadata, step
 
+from steps.data.remote_source import local_copy
 from walsrec.config import DataConfig
 from walsrec.data import ColumnSpec, EventOptions, Interactions, ValidationOptions, load_source
 from walsrec.errors import ConfigError, reject_unknown_keys
@@ -57,7 +58,8 @@ def data_loader(
 
     Args:
         source: a MovieLens variant (ml-100k, ml-1m, ml-20m, ml-latest-small), a folder holding
-            one, or an interactions file.
+            one, or an interactions file: a local path, or a URL the stack's artifact store
+            reads (s3://..., what a Kubeflow pod can reach).
         data: the `data:` section of the config (format, columns, header, strict, ranges,
             event weights).
         source_fingerprint: what identifies the data behind `source` (`walsrec.data.
@@ -69,7 +71,8 @@ def data_loader(
     Returns:
         The validated interactions with the report of what was rejected.
     """
-    interactions = load_source(source, **loader_options(data))
+    with local_copy(source) as local_source:
+        interactions = load_source(local_source, **loader_options(data))
     report = interactions.report
     logger.info("%s", report.summary())
     log_metadata(metadata={"validation": report.to_dict()}, infer_artifact=True)

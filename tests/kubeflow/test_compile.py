@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
 import pipelines
 import run as cli
@@ -23,9 +24,16 @@ from stacks.compile import (
     pin_images,
     read_compiled_spec,
 )
-from stacks.overlay import apply_stack_overlay, config_name_candidates, pipeline_config_path
+from stacks.overlay import (
+    accelerator_problems,
+    apply_stack_overlay,
+    config_name_candidates,
+    fused_kernel_devices,
+    pipeline_config_path,
+)
 from stacks.register import load_recipe
 from tests.kubeflow.conftest import REPOSITORY
+from walsrec.errors import ConfigError
 
 KUBEFLOW = load_recipe("kubeflow")
 
@@ -77,17 +85,79 @@ def test_pipeline_compiles_to_the_configured_kubeflow_spec(export_name, kubeflow
         assert value not in spec_text
 
 
-def test_training_spec_gives_the_trainer_a_gpu_and_its_own_image(kubeflow_secrets):
+def test_training_spec_asks_for_no_accelerator_the_trainer_would_leave_idle(kubeflow_secrets):
     config = _kubeflow_config(pipelines.training_pipeline.name)
 
     compiled, _expected = _compile(pipelines.training_pipeline, config)
 
+    # The default kernel is the fused one, registered for the CPU only: no GPU, 4 CPUs, and the
+    # image every other step runs (tensorflow-cpu; no CUDA image to pull).
+    assert fused_kernel_devices() == {"CPU"}
+    assert config["parameters"]["wals"]["kernel"] == "auto"
+    assert all(task.accelerator_count == 0 for task in compiled.tasks.values())
+    assert all(task.accelerator_type is None for task in compiled.tasks.values())
     trainer = compiled.tasks["model_trainer"]
-    assert trainer.accelerator_type == "nvidia.com/gpu" and trainer.accelerator_count == 1
-    assert trainer.image.endswith(":training_pipeline-model_trainer-orchestrator")
-    others = [task for step, task in compiled.tasks.items() if step != "model_trainer"]
-    assert others and all(task.accelerator_count == 0 for task in others)
-    assert all(task.image.endswith(":training_pipeline-orchestrator") for task in others)
+    assert trainer.cpu_limit == "4" and trainer.memory_limit == "8G"
+    assert all(
+        task.image.endswith(":training_pipeline-orchestrator") for task in compiled.tasks.values()
+    )
+
+
+def _with_trainer_gpu(config: dict, **trainer_settings) -> dict:
+    config = copy.deepcopy(config)
+    settings = (
+        config.setdefault("steps", {}).setdefault("model_trainer", {}).setdefault("settings", {})
+    )
+    settings.setdefault("resources", {})["gpu_count"] = 1
+    settings.update(trainer_settings)
+    return config
+
+
+def test_a_gpu_the_code_would_not_use_is_refused_and_a_real_gpu_path_accepted():
+    overlay_dir = KUBEFLOW.overlay_dir
+    train = cli.load_config(pipeline_config_path("training_pipeline"))
+    with pytest.raises(ConfigError) as error:
+        apply_stack_overlay(_with_trainer_gpu(train), overlay_dir, "training_pipeline")
+    assert str(error.value) == (
+        "training_pipeline with the configs/kubeflow overlay asks for GPUs it would not use: "
+        "model_trainer: wals.kernel 'auto' runs the fused kernel, which has kernels for CPU only "
+        "(set wals.kernel: graph); model_trainer: its image installs tensorflow-cpu, which sees "
+        "no GPU"
+    )
+    # Standard TensorFlow ops on a CUDA build of TensorFlow: TensorFlow places them on the GPU.
+    cuda = {
+        "docker": {
+            "parent_image": "tensorflow/tensorflow:2.21.0-gpu",
+            "requirements": {
+                "files": ["requirements.txt", "configs/kubeflow/requirements-remote.txt"],
+                "without": ["tensorflow-cpu"],
+            },
+        }
+    }
+    graph = _with_trainer_gpu(train, **cuda)
+    graph["parameters"]["wals"]["kernel"] = "graph"
+    overlaid = apply_stack_overlay(graph, overlay_dir, "training_pipeline")
+    assert overlaid["steps"]["model_trainer"]["settings"]["resources"]["gpu_count"] == 1
+    # Batch inference never runs TensorFlow.
+    batch = cli.load_config(pipeline_config_path("batch_inference_pipeline"))
+    batch.setdefault("steps", {})["recommendation_writer"] = {
+        "settings": {"resources": {"gpu_count": 1}}
+    }
+    assert accelerator_problems(batch) == [
+        "recommendation_writer: the pipeline trains no WALS model (no TensorFlow)"
+    ]
+
+
+def test_stack_kubeflow_with_an_idle_gpu_stops_before_compiling(tmp_path: Path):
+    config = _with_trainer_gpu(cli.load_config(pipeline_config_path("training_pipeline")))
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    result = CliRunner().invoke(cli.cli, ["--stack", "kubeflow", "--config", str(path)])
+
+    assert result.exit_code != 0
+    assert "asks for GPUs it would not use: model_trainer: wals.kernel 'auto'" in result.output
+    assert "Traceback" not in result.output and "Compiled" not in result.output
 
 
 def test_comparison_detects_changed_resources_and_dependencies(kubeflow_secrets, tmp_path: Path):

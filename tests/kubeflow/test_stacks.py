@@ -120,8 +120,9 @@ def test_kubeflow_overlay_keeps_parameters_and_sets_packaging():
     docker = overlaid["settings"]["docker"]
     assert "zenml[local]==0.98.0" in docker["requirements"]  # the server: requirements-dev.txt
     assert docker["allow_download_from_artifact_store"] is False
-    trainer_docker = overlaid["steps"]["model_trainer"]["settings"]["docker"]
-    assert not any(line.startswith("tensorflow_cpu") for line in trainer_docker["requirements"])
+    # The trainer runs in the image every step runs in (CPU TensorFlow: no step asks for a GPU).
+    assert "docker" not in overlaid["steps"]["model_trainer"]["settings"]
+    assert "tensorflow_cpu==2.21.0" in docker["requirements"]
     assert Path(docker["build_config"]["dockerignore"]).is_file()
 
 
@@ -151,3 +152,18 @@ def test_local_stack_runs_configs_unchanged_and_is_active_only_for_the_run():
         assert active.name == "walsrec-local"
         assert run_config == config
     assert Client().active_stack_model.id == before
+
+
+def test_a_url_data_source_on_a_stack_that_cannot_read_it_names_the_artifact_store():
+    # On Kubeflow the data must be where the pods read it (tests/kubeflow/test_execute.py reads
+    # s3:// through the S3 artifact store); the local store reads no URLs, and says so.
+    result = CliRunner().invoke(
+        cli.cli, ["--stack", "local", "--data", "s3://walsrec-nowhere/interactions.csv"]
+    )
+
+    assert result.exit_code == 1
+    assert "data source s3://walsrec-nowhere/interactions.csv: a URL is read with the" in (
+        result.output
+    )
+    assert "flavor local, which reads no URLs" in result.output
+    assert "Traceback" not in result.output
