@@ -21,7 +21,15 @@ from stacks.overlay import apply_stack_overlay, pipeline_config_path
 from stacks.register import load_recipe
 from tests.conftest import PROJECT_ROOT
 
-RUNTIME_PACKAGES = ["walsrec", "steps", "pipelines", "stacks", "serving", "materializers"]
+RUNTIME_PACKAGES = [
+    "walsrec",
+    "steps",
+    "pipelines",
+    "registry",
+    "stacks",
+    "serving",
+    "materializers",
+]
 PIPELINES = [
     "training_pipeline",
     "batch_inference_pipeline",
