@@ -8,6 +8,7 @@ python run.py --help
 
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import os
@@ -784,6 +785,19 @@ def stack_register(recipe: str, replace: bool, **values: Any) -> None:
     for warning in registration.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(f"Registered stack {registration.stack_name}: python run.py --stack {recipe} ...")
+
+
+def _no_log_export_thread_at_exit() -> None:
+    """ZenML's OpenTelemetry log handler flushes by starting a thread; at interpreter shutdown
+    (logging's own atexit flush) Python 3.12 refuses new threads and prints a traceback. Its
+    records were exported when each step ended, so the exit flush is skipped. Registered after
+    logging's hook, so it runs first."""
+    handler_module = sys.modules.get("opentelemetry.instrumentation.logging.handler")
+    if handler_module is not None:
+        handler_module.LoggingHandler.flush = lambda self: None
+
+
+atexit.register(_no_log_export_thread_at_exit)
 
 
 def main() -> int:
