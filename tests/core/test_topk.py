@@ -185,3 +185,44 @@ def test_native_kernel_and_numpy_select_the_same_items(monkeypatch, dtype):
         np.testing.assert_array_equal(native_result[1], numpy_result[1])
     expected = reference_top_k(scores[:40], 10, exclude[:40], allowed)
     np.testing.assert_array_equal(top_k(scores[:40], 10, exclude[:40], allowed)[0], expected[0])
+
+
+def test_native_kernel_finds_a_nan_in_a_skipped_stretch():
+    """The kernel passes over blocks of scores below its threshold; a NaN there is still an
+    error (unless excluded), in both precisions."""
+    from walsrec import native
+
+    if native.kernels() is None:
+        pytest.fail("the ranking kernels did not build: a C++ compiler is part of the setup")
+    for dtype in (np.float32, np.float64):
+        scores = np.tile(np.linspace(1.0, 0.0, 1000, dtype=dtype), (3, 1))
+        scores[2, 900] = np.nan  # long after the heap is full: every block there is below it
+        with pytest.raises(DataError, match="NaN in row 2"):
+            top_k(scores, 5)
+        exclude = scipy.sparse.csr_matrix(([1.0], ([2], [900])), shape=scores.shape)
+        items, _ = top_k(scores, 5, exclude=exclude)
+        np.testing.assert_array_equal(items, np.tile(np.arange(5), (3, 1)))
+
+
+def test_recommend_over_threads_equals_one_thread():
+    rng = np.random.default_rng(3)
+    all_scores = rng.standard_normal((500, 90)).astype(np.float32)
+    all_scores[rng.random(all_scores.shape) < 0.1] = 0.5  # ties
+    seen = scipy.sparse.random(500, 90, density=0.2, format="csr", random_state=4)
+    users = rng.permutation(500)[:450]
+
+    def score_fn(user_indices):
+        return all_scores[user_indices]
+
+    one = recommend(score_fn, users, 6, exclude=seen, chunk_size=7, threads=1)
+    two = recommend(score_fn, users, 6, exclude=seen, chunk_size=7, threads=2)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+
+    def failing(user_indices):
+        if 100 in user_indices:
+            raise DataError("model broke on user 100")
+        return all_scores[user_indices]
+
+    with pytest.raises(DataError, match="user 100"):
+        recommend(failing, np.arange(500), 6, chunk_size=7, threads=2)
