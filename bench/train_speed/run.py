@@ -11,6 +11,12 @@ regularization): this project's WALS with the CG and the exact (Cholesky) solver
 CPU ALS with CG and with Cholesky. Printed per solver: the median epoch time (epochs 2..N), the
 first epoch (compile warm-up for XLA), peak RSS, the RSS of the bare runtime before any data is
 loaded (TensorFlow's own cost), and held-out NDCG@10 after the last epoch; then the ratios.
+
+Time to quality (issue #14): `--curve --epochs 15` evaluates held-out NDCG@10 after every epoch
+(outside the timed epochs) and prints, per solver, the training time until it first reached
+implicit CG's NDCG@10 after its last epoch, as a fraction of implicit CG's whole training time.
+
+    python bench/train_speed/run.py --curve --epochs 15 --solvers walsrec-cg,implicit-cg
 """
 
 from __future__ import annotations
@@ -86,6 +92,21 @@ def worker(solver: str, folder: Path, settings: dict) -> dict:
     train = sp.load_npz(folder / "train.npz").tocsr()
     test = sp.load_npz(folder / "test.npz").tocsr()
     epochs = settings["epochs"]
+    rng = np.random.default_rng(0)
+    users = np.flatnonzero(np.diff(test.indptr))
+    users = np.sort(rng.choice(users, min(settings["eval_users"], users.size), replace=False))
+    keep = np.zeros(test.shape[0], dtype=np.float32)
+    keep[users] = 1.0
+    sampled_test = (sp.diags(keep) @ test).tocsr()  # only the sampled users keep test items
+    sampled_test.eliminate_zeros()
+
+    def ndcg(user_factors: np.ndarray, item_factors: np.ndarray) -> float:
+        scores = lambda batch: user_factors[batch] @ item_factors.T  # noqa: E731
+        return evaluate(scores, train, sampled_test)["ndcg@10"]
+
+    # --curve: held-out NDCG@10 after every epoch, outside the timed epochs (both libraries
+    # time an epoch before calling back), for time-to-quality.
+    curve: list[float] = []
     if solver.startswith("walsrec"):
         from walsrec.wals import WALSConfig, train_wals
 
@@ -102,7 +123,12 @@ def worker(solver: str, folder: Path, settings: dict) -> dict:
             init_scale=0.1,
             kernel=settings["kernel"],
         )
-        model = train_wals(train, config)
+        callback = None
+        if settings["curve"]:
+            callback = lambda _, snapshot: curve.append(  # noqa: E731
+                ndcg(snapshot.user_factors, snapshot.item_factors)
+            )
+        model = train_wals(train, config, callback=callback)
         seconds = [stats.seconds for stats in model.history]
         user_factors, item_factors = model.user_factors, model.item_factors
     else:
@@ -117,16 +143,15 @@ def worker(solver: str, folder: Path, settings: dict) -> dict:
             random_state=42,
             num_threads=0,
         )
-        als.fit(train, show_progress=False, callback=lambda _, elapsed, __: seconds.append(elapsed))
+
+        def callback(_, elapsed, __) -> None:
+            seconds.append(elapsed)
+            if settings["curve"]:
+                curve.append(ndcg(np.asarray(als.user_factors), np.asarray(als.item_factors)))
+
+        als.fit(train, show_progress=False, callback=callback)
         user_factors, item_factors = np.asarray(als.user_factors), np.asarray(als.item_factors)
     training_rss = peak_rss_mb()
-    rng = np.random.default_rng(0)
-    users = np.flatnonzero(np.diff(test.indptr))
-    users = np.sort(rng.choice(users, min(settings["eval_users"], users.size), replace=False))
-    keep = np.zeros(test.shape[0], dtype=np.float32)
-    keep[users] = 1.0
-    sampled_test = (sp.diags(keep) @ test).tocsr()  # only the sampled users keep test items
-    sampled_test.eliminate_zeros()
     metrics = evaluate(lambda batch: user_factors[batch] @ item_factors.T, train, sampled_test)
     return {
         "solver": solver,
@@ -135,7 +160,35 @@ def worker(solver: str, folder: Path, settings: dict) -> dict:
         "peak_rss_mb": training_rss,
         "ndcg@10": metrics["ndcg@10"],
         "n_users_evaluated": metrics["n_users_evaluated"],
+        "curve": curve,
     }
+
+
+def time_to_quality(results: dict, reference: str) -> list[str]:
+    """Per solver: the training seconds (epochs only) until its held-out NDCG@10 first reached
+    the reference solver's final one, as a ratio of the reference's whole training time."""
+    target = results[reference]["curve"][-1]
+    total = sum(results[reference]["epoch_seconds"])
+    lines = [f"time to {reference}'s final NDCG@10 {target:.4f} (its {total:.1f} s of epochs):"]
+    for solver, result in results.items():
+        elapsed, reached = 0.0, None
+        for epoch, (seconds, value) in enumerate(
+            zip(result["epoch_seconds"], result["curve"], strict=True), 1
+        ):
+            elapsed += seconds
+            if value >= target:
+                reached = (epoch, elapsed)
+                break
+        if reached is None:
+            best = max(result["curve"])
+            lines.append(f"  {solver:18s} never (best {best:.4f})")
+        else:
+            epoch, elapsed = reached
+            lines.append(
+                f"  {solver:18s} epoch {epoch}, {elapsed:.1f} s = x{elapsed / total:.2f} of "
+                f"{reference}'s time"
+            )
+    return lines
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,6 +245,11 @@ def main() -> None:
     parser.add_argument("--eval-users", type=int, default=20000)
     parser.add_argument("--solvers", default=",".join(SOLVERS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--curve",
+        action="store_true",
+        help="held-out NDCG@10 after every epoch, and each solver's time to implicit-cg's final",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -204,6 +262,7 @@ def main() -> None:
         "chunk_elements": arguments.chunk_elements,
         "kernel": arguments.kernel,
         "eval_users": arguments.eval_users,
+        "curve": arguments.curve,
     }
     if arguments.worker:
         print(json.dumps(worker(arguments.worker, Path(arguments.folder), settings)))
@@ -220,7 +279,12 @@ def main() -> None:
         print(prepare(Path(folder), arguments.shape, arguments.seed), flush=True)
         for solver in arguments.solvers.split(","):
             command = [sys.executable, __file__, "--worker", solver, "--folder", folder]
-            command += [f"--{key.replace('_', '-')}={value}" for key, value in settings.items()]
+            command += [
+                f"--{key.replace('_', '-')}={value}"
+                for key, value in settings.items()
+                if key != "curve"
+            ]
+            command += ["--curve"] if settings["curve"] else []
             finished = subprocess.run(
                 command, capture_output=True, text=True, cwd=PROJECT_ROOT, check=False
             )
@@ -239,6 +303,8 @@ def main() -> None:
                 f"{result['ndcg@10']:.4f} | epochs {', '.join(f'{s:.2f}' for s in seconds)}",
                 flush=True,
             )
+            if result["curve"]:
+                print(f"{'':18s} NDCG@10 by epoch {', '.join(f'{v:.4f}' for v in result['curve'])}")
     pairs = [("walsrec-cg", "implicit-cg"), ("walsrec-cholesky", "implicit-cholesky")]
     for ours, theirs in pairs:
         if ours in results and theirs in results:
@@ -248,6 +314,8 @@ def main() -> None:
                 f"peak RSS x{a['peak_rss_mb'] / b['peak_rss_mb']:.2f}, NDCG@10 "
                 f"{a['ndcg@10']:.4f} vs {b['ndcg@10']:.4f}"
             )
+    if settings["curve"] and "implicit-cg" in results:
+        print("\n".join(time_to_quality(results, "implicit-cg")))
     print(f"load average at end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
 
 
