@@ -99,18 +99,19 @@ def test_missing_paths_fail_before_tensorflow_or_zenml(
 
 
 def test_a_failed_run_leaves_no_model_version(ml100k_dir: Path, tmp_path: Path) -> None:
-    """A value only the trainer rejects: the run fails after it has created a model version,
+    """A value only the trainer rejects (posterior sampling of an implicit model: it needs the
+    WALS values the profile chooses): the run fails after it has created a model version,
     which is then deleted (the failed run itself stays, for its logs)."""
     from zenml.client import Client
 
     config = yaml.safe_load((PROJECT_ROOT / "configs/train.yaml").read_text())
     config["model"]["name"] = "walsrec-failing-run"
-    config["parameters"]["wals"]["n_factors"] = 0
+    config["parameters"]["bayes"] = {"posterior_samples": 2}
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(config))
     result = _invoke("--config", str(path), "--data", str(ml100k_dir / "ua.test"))
     assert result.exit_code == 1
-    assert "error: n_factors must be an integer >= 1, got 0" in result.output
+    assert "error: bayes.posterior_samples: 2 samples a rating model" in result.output
     assert "deleted model version walsrec-failing-run 1" in result.output
     assert Client().list_model_versions("walsrec-failing-run").total == 0
     runs = Client().list_pipeline_runs(pipeline="training_pipeline", sort_by="desc:created")
