@@ -662,6 +662,8 @@ def continuous(**options: Any) -> None:
     import time
 
     options = _with_root_options(options)
+    if options["rounds"] and not options["every"]:
+        raise UserError("--rounds counts the rounds of --every; without --every one round runs")
     _start(options)
     config = prepare_config("continuous", options)
     section = config["parameters"].get("continuous") or {}
@@ -722,6 +724,8 @@ def serve(
     from serving.cli import serve as serve_model
     from walsrec.errors import WalsrecError
 
+    if model_name and not model_version:
+        raise UserError("--model picks the ZenML model of --model-version; give --model-version")
     try:
         bento_tag = None
         if model_version:

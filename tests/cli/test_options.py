@@ -60,6 +60,8 @@ def test_batch_takes_topk_output_typed_before_it(captured: dict, tmp_path: Path)
         (["-v", "--data", "x", "stack", "register", "kubeflow"], "are not options of `stack`"),
         (["--test-data", "t.tsv", "batch"], "--test-data (typed before `batch`)"),
         (["--data", "ml-100k", "tune", "--data", "ml-1m"], "--data is given twice: 'ml-100k'"),
+        (["continuous", "--rounds", "2"], "--rounds counts the rounds of --every"),
+        (["serve", "--model", "walsrec"], "--model picks the ZenML model of --model-version"),
     ],
 )
 def test_misplaced_or_contradicting_options_are_refused(
