@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 import run
+from cli.configs import run_config_section
 from tests.cli.conftest import probe_cli
 from walsrec.config import SECTIONS, SearchSpaceSection, Section, check_parameters
 
@@ -53,7 +54,7 @@ def test_run_config_keys_read_from_source_are_zenmls() -> None:
     from zenml.config.step_configurations import StepConfigurationUpdate
     from zenml.model.model import Model
 
-    section = run.run_config_section()
+    section = run_config_section()
     assert section.key_names() == tuple(PipelineRunConfiguration.model_fields)
     assert section.subsections["model"].key_names() == tuple(Model.model_fields)
     step = section.subsections["steps"].section
@@ -77,13 +78,13 @@ def test_sections_are_the_pipelines_arguments(command: str) -> None:
 @pytest.mark.parametrize("config", sorted(CONFIG_COMMANDS))
 def test_every_shipped_config_passes(config: str) -> None:
     content = run.load_config(run.CONFIGS / f"{config}.yaml")
-    run.run_config_section().check("", content)
+    run_config_section().check("", content)
     check_parameters(content["parameters"], run.PIPELINES[CONFIG_COMMANDS[config]])
 
 
 @pytest.mark.parametrize("overlay", sorted((run.CONFIGS / "kubeflow").glob("*.yaml")))
 def test_every_kubeflow_overlay_passes(overlay: Path) -> None:
-    run.run_config_section().check("", yaml.safe_load(overlay.read_text()))
+    run_config_section().check("", yaml.safe_load(overlay.read_text()))
 
 
 # (config, path to the mistyped key, the typo, what the message must say)

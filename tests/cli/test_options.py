@@ -11,6 +11,7 @@ from click.testing import CliRunner
 import run
 from tests.cli.conftest import probe_cli
 from tests.conftest import PROJECT_ROOT
+from walsrec import __version__
 
 
 def _invoke(*args: str):
@@ -75,7 +76,7 @@ def test_misplaced_or_contradicting_options_are_refused(
 
 def test_version() -> None:
     result = _invoke("--version")
-    assert result.exit_code == 0 and result.output.strip() == f"walsrec {run.__version__}"
+    assert result.exit_code == 0 and result.output.strip() == f"walsrec {__version__}"
 
 
 @pytest.mark.parametrize(
