@@ -6,9 +6,13 @@ machine that made the service 0.65x a bare Starlette app's req/s at one client (
 `FastPath` keeps what matters and drops the rest: for a POST to one of the service's APIs that
 the guard (serving/guard.py) has already let through (token, JSON only, body cap), it validates
 the body with the API's own pydantic input model (the one BentoML uses and the OpenAPI document
-shows), calls the API's own function on the worker's service instance in a bounded thread pool
-(the service's `threads`, like BentoML's, plus one slot that requests over HEAVY_ITEMS items
-share, so they never take every thread), and writes the answer's JSON. The answers are
+shows), calls the API's own function on the worker's service instance and writes the answer's
+JSON. Where the function runs depends on its cost: a request the service's `inline` rule calls
+small (one user's matrix-vector product over a catalogue of bounded size: well under a
+millisecond) runs on the event loop, as a bare ASGI app would run it, since handing it to a
+thread cost more than computing it (bench/serve); everything else runs in a bounded thread
+pool (the service's `threads`, like BentoML's, plus one slot that requests over HEAVY_ITEMS
+items share, so they never take every thread). The answers are
 BentoML's, byte for byte in body and status: a validation error is
 `400 {"error": "N validation error(s) for ...", "detail": [...]}` without the input, a body that
 is not JSON is the same 400 (`json_invalid`), a model-dependent rule is the API's own
@@ -53,14 +57,23 @@ class FastPath:
         instance: returns this worker's service instance, or None before BentoML made it (then
             requests go the normal way).
         threads: endpoint threads per worker (BentoML's `threads` for the service).
+        inline: `inline(path, arguments)` is true for a request cheap enough to compute on the
+            event loop; None: every request goes to the threads.
     """
 
-    def __init__(self, service: Any, instance: Callable[[], Any], threads: int) -> None:
+    def __init__(
+        self,
+        service: Any,
+        instance: Callable[[], Any],
+        threads: int,
+        inline: Callable[[str, Mapping[str, Any]], bool] | None = None,
+    ) -> None:
         self.routes: Mapping[str, tuple[Callable[..., Any], type[BaseModel]]] = {
             api.route: (api.func, api.input_spec) for api in service.apis.values()
         }
         self.instance = instance
         self.threads = threads
+        self.inline = inline
         # Made in the worker's event loop: `threads` slots for light requests, one for heavy.
         self.light: anyio.CapacityLimiter | None = None
         self.heavy: anyio.CapacityLimiter | None = None
@@ -85,15 +98,18 @@ class FastPath:
             await _send_json(send, 400, _dumps(error))
             return
         arguments = {name: getattr(request, name) for name in type(request).model_fields}
-        if self.light is None:
-            self.light = anyio.CapacityLimiter(self.threads)
-            self.heavy = anyio.CapacityLimiter(1)
-        limiter = self.heavy if request_items(arguments) > HEAVY_ITEMS else self.light
         instance = self.instance()
         try:
-            output = await anyio.to_thread.run_sync(
-                lambda: func(instance, **arguments), limiter=limiter
-            )
+            if self.inline is not None and self.inline(scope["path"], arguments):
+                output = func(instance, **arguments)
+            else:
+                if self.light is None:
+                    self.light = anyio.CapacityLimiter(self.threads)
+                    self.heavy = anyio.CapacityLimiter(1)
+                limiter = self.heavy if request_items(arguments) > HEAVY_ITEMS else self.light
+                output = await anyio.to_thread.run_sync(
+                    lambda: func(instance, **arguments), limiter=limiter
+                )
         except Exception:
             logger.exception("POST %s failed", scope["path"])
             await _send_json(send, 500, UNEXPECTED)

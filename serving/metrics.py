@@ -67,22 +67,36 @@ class RequestMetrics:
     def __init__(self, paths: Iterable[str], namespace: str = "bentoml_service") -> None:
         self.paths = frozenset(paths)
         self.namespace = namespace
+        # The labelled children, made once per label set (Prometheus' labels() costs a lock and
+        # a tuple per call): bounded like the label sets, (paths + 1) x status codes.
+        self._in_progress: dict[str, Any] = {}
+        self._finished: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def endpoint(self, path: str) -> str:
         return path if path in self.paths else OTHER_PATH
 
     def started(self, endpoint: str) -> float:
-        _instruments(self.namespace)["in_progress"].labels(endpoint=endpoint).inc()
+        gauge = self._in_progress.get(endpoint)
+        if gauge is None:
+            gauge = _instruments(self.namespace)["in_progress"].labels(endpoint=endpoint)
+            self._in_progress[endpoint] = gauge
+        gauge.inc()
         return time.perf_counter()
 
     def finished(self, endpoint: str, status: int, started: float) -> None:
-        instruments = _instruments(self.namespace)
-        instruments["in_progress"].labels(endpoint=endpoint).dec()
-        code = str(status)
-        instruments["total"].labels(endpoint=endpoint, http_response_code=code).inc()
-        instruments["duration"].labels(endpoint=endpoint, http_response_code=code).observe(
-            max(time.perf_counter() - started, 0.0)
-        )
+        self._in_progress[endpoint].dec()
+        children = self._finished.get((endpoint, status))
+        if children is None:
+            instruments = _instruments(self.namespace)
+            labels = {"endpoint": endpoint, "http_response_code": str(status)}
+            children = (
+                instruments["total"].labels(**labels),
+                instruments["duration"].labels(**labels),
+            )
+            self._finished[(endpoint, status)] = children
+        total, duration = children
+        total.inc()
+        duration.observe(max(time.perf_counter() - started, 0.0))
 
 
 async def metrics_app(scope: dict, receive: Any, send: Any) -> None:

@@ -7,8 +7,9 @@ Endpoints (POST, JSON only): /recommend, /recommend_batch, /recommend_for_items,
 /metrics and /docs.json served by the guard (serving/guard.py), which answers every 401, 413
 and 415 before BentoML sees the request. The model is the BentoML model `walsrec:latest` unless
 WALSREC_MODEL_TAG names another; it is loaded and validated once per worker (a model that fails
-validation is never ready), with the item table packaged beside it, if any. The endpoints are
-sync, so their NumPy work runs in BentoML's thread pool, off the event loop. This
+validation is never ready), with the item table packaged beside it, if any. The guard wraps
+the whole app BentoML builds; its fast path computes small requests (one user over a bounded
+catalogue) on the event loop and the rest in bounded threads (serving/fast_path.py). This
 module imports neither ZenML nor TensorFlow, so a worker starts in about a second.
 
 Environment:
@@ -22,12 +23,15 @@ Environment:
     WALSREC_THREADS        endpoint threads per worker (default 2).
     WALSREC_FAST_PATH      1 (default): the APIs are answered by serving/fast_path.py; 0: by
                            BentoML's routing (same answers, more per-request cost).
+    WALSREC_INLINE         1 (default): small requests on the event loop; 0: all in threads.
+    WALSREC_SWITCH_INTERVAL  the GIL switch interval in seconds (default 0.001).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 # One BLAS thread per worker: a request is a single matrix-vector product, and threads from
@@ -35,12 +39,20 @@ from pathlib import Path
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 
+# The GIL switch interval, 1 ms instead of Python's 5: a thread building a heavy answer (a
+# 1,000-user batch is 50,000 answer items made in Python) keeps the GIL for up to this long
+# before the event loop may run, and a small request needs the loop several times. With 5 ms a
+# one-user /recommend beside such batches had a p99 80 ms over idle; with 1 ms, 3 ms
+# (bench/serve/worst_case.py). WALSREC_SWITCH_INTERVAL (seconds) overrides it.
+sys.setswitchinterval(float(os.environ.get("WALSREC_SWITCH_INTERVAL", "0.001")))
+
 import bentoml  # noqa: E402
 from pydantic import Field  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from serving import http_limits, openapi  # noqa: E402
-from serving.fast_path import FastPath  # noqa: E402
+from serving.encoding import PiecewiseJSONResponse  # noqa: E402
+from serving.fast_path import HEAVY_ITEMS, FastPath, request_items  # noqa: E402
 from serving.guard import DEFAULT_MAX_BODY_BYTES, OPEN_PATHS, RequestGuard, read_token  # noqa: E402
 from serving.metrics import RequestMetrics, metrics_app  # noqa: E402
 from serving.recommender import OnlineRecommender, RequestError  # noqa: E402
@@ -253,7 +265,7 @@ class WalsrecService:
         if self.engine is None:
             return _not_ready()
         try:
-            return JSONResponse(getattr(self.engine, method)(*args))
+            return PiecewiseJSONResponse(getattr(self.engine, method)(*args))
         except RequestError as error:
             return JSONResponse(
                 {"error": str(error), "field": error.field}, status_code=error.status
@@ -302,8 +314,27 @@ def _packaged_model() -> bentoml.Model:
 API_PATHS = tuple(api.route for api in WalsrecService.apis.values())
 _INSTANCES: list[WalsrecService] = []
 THREADS = WalsrecService.config.get("threads", 1)
+# Requests computed on the event loop (serving/fast_path.py): one user's scores over at most
+# INLINE_MAX_CATALOGUE items (a matrix-vector product of 131,072 x 64 is about 1 ms on one core)
+# or a scored list of at most HEAVY_ITEMS items. Anything else goes to the endpoint threads.
+INLINE_ROUTES = frozenset({"/recommend", "/rank", "/score", "/model_info"})
+INLINE_MAX_CATALOGUE = 1 << 17
+
+
+def _inline(path: str, arguments: dict) -> bool:
+    if path not in INLINE_ROUTES or request_items(arguments) > HEAVY_ITEMS:
+        return False
+    engine = _INSTANCES[-1].engine if _INSTANCES else None
+    return path != "/recommend" or (engine is not None and engine.n_items <= INLINE_MAX_CATALOGUE)
+
+
 FAST_PATH = (
-    FastPath(WalsrecService, lambda: _INSTANCES[-1] if _INSTANCES else None, THREADS)
+    FastPath(
+        WalsrecService,
+        lambda: _INSTANCES[-1] if _INSTANCES else None,
+        THREADS,
+        inline=_inline if _flag("WALSREC_INLINE", True) else None,
+    )
     if _flag("WALSREC_FAST_PATH", True)
     else None
 )
@@ -320,12 +351,29 @@ if _flag("WALSREC_METRICS", True):
 
 quiet_rejected_requests()
 http_limits.install()
-WalsrecService.add_asgi_middleware(
-    RequestGuard,
-    token=TOKEN,
-    max_body_bytes=int(os.environ.get("WALSREC_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
-    metrics=_METRICS,
-    own_routes=_OWN_ROUTES,
-    json_paths=API_PATHS,
-    fast_path=FAST_PATH,
-)
+# The guard's options; the app factory below reads them each time it builds an app (the tests
+# change them per app).
+GUARD_OPTIONS = {
+    "token": TOKEN,
+    "max_body_bytes": int(os.environ.get("WALSREC_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+    "metrics": _METRICS,
+    "own_routes": _OWN_ROUTES,
+    "json_paths": API_PATHS,
+    "fast_path": FAST_PATH,
+}
+
+
+class _GuardedService(type(WalsrecService)):
+    """BentoML's service with the guard outermost: around the whole app BentoML builds, not
+    inside it (where `add_asgi_middleware` puts it, behind BentoML's tracing, timeout and
+    error middlewares, about 50 us per request that the fast path never needed). A rejected
+    request therefore costs nothing of BentoML's, and the fast path's answers skip its stack;
+    everything the guard hands on (health, readiness, OpenAPI UI, lifespan) gets all of it."""
+
+    __slots__ = ()  # the same layout as bentoml's attrs class, so the class can be swapped
+
+    def to_asgi(self, is_main: bool = True):
+        return RequestGuard(super().to_asgi(is_main), **GUARD_OPTIONS)
+
+
+WalsrecService.__class__ = _GuardedService

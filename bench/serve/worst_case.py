@@ -154,6 +154,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_arguments(parser)
     parser.add_argument("--seconds", type=float, default=10, help="per request kind")
+    parser.add_argument("--only", default="", help="request kinds whose name contains this")
+    parser.add_argument("--service-env", nargs="*", default=[], help="KEY=VALUE for the server")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     state = Path(tempfile.mkdtemp(prefix="walsrec-bench-worst-"))
@@ -173,7 +175,9 @@ def main() -> None:
     command = [sys.executable, "-m", "bentoml", "serve", "serving.service:WalsrecService",
                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
     server = subprocess.Popen(
-        command, env={**env, "WALSREC_MODEL_TAG": tag}, cwd=PROJECT_ROOT,
+        command,
+        env={**env, "WALSREC_MODEL_TAG": tag, **dict(v.split("=", 1) for v in args.service_env)},
+        cwd=PROJECT_ROOT,
         start_new_session=True, stdout=subprocess.DEVNULL,
         stderr=(state / "server.log").open("w"),  # noqa: SIM115 (lives with the server)
     )  # fmt: skip
@@ -193,6 +197,8 @@ def main() -> None:
         )
         print("|---|---|---|---|---|---|---|")
         for name, heavy in heavy_requests(args.users, args.items, MAX_ANSWER_ITEMS).items():
+            if args.only not in name:
+                continue
             result = measure(port, server, args.seconds, args.users, heavy)
             ratio = max(result["peak_rss"].get(pid, 0) / rss for pid, rss in idle_rss.items())
             print(

@@ -85,10 +85,10 @@ def service(packaged_model: str):
 
 
 def guard_options(service) -> dict:
-    """The RequestGuard's options registered on the service (tests change them per app)."""
-    from serving.guard import RequestGuard
+    """The RequestGuard's options the service's app factory uses (tests change them per app)."""
+    import serving.service
 
-    return next(options for cls, options in service.middlewares if cls is RequestGuard)
+    return serving.service.GUARD_OPTIONS
 
 
 @pytest.fixture

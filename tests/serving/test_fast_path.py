@@ -99,3 +99,60 @@ def test_heavy_requests_are_told_from_light_ones() -> None:
     assert request_items({"user_ids": ["u"] * 100, "k": 50}) == 5000 > HEAVY_ITEMS
     assert request_items({"user_id": "u", "item_ids": ["i"] * 2000, "k": None}) == 2000
     assert request_items({"user_id": "u", "k": 10, "deny_items": ["i"] * 10}) == 10
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "on_the_loop"),
+    [
+        ("/recommend", {"user_id": "u0", "k": 3}, True),
+        ("/rank", {"user_id": "u0", "item_ids": ["i3", "i9"]}, True),
+        ("/score", {"user_id": "u0", "item_ids": ["i3"]}, True),
+        ("/recommend", {"user_id": "u0", "allow_items": ["i1"] * (HEAVY_ITEMS + 1)}, False),
+        ("/recommend_batch", {"user_ids": ["u0", "u1"], "k": 2}, False),
+        ("/recommend_for_items", {"item_ids": ["i1"], "k": 2}, False),
+        ("/similar_users", {"user_id": "u1", "k": 2}, False),
+        ("/explain", {"user_id": "u0", "item_id": "i9"}, False),
+    ],
+)
+def test_only_small_requests_are_computed_on_the_event_loop(
+    service, monkeypatch, path, body, on_the_loop
+) -> None:
+    """One user's top-k over a bounded catalogue runs on the event loop (a thread hand-off cost
+    more than the work); batches, fold-ins, user-user similarity and long lists go to threads."""
+    import threading
+
+    from starlette.testclient import TestClient
+
+    import serving.service
+    from serving.recommender import OnlineRecommender
+
+    method = path.strip("/")
+    original = getattr(OnlineRecommender, method)
+    threads: list[str] = []
+
+    def recorded(self, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OnlineRecommender, method, recorded)
+    with TestClient(service.to_asgi()) as client:
+        loop_thread = client.portal.call(lambda: threading.current_thread().name)
+        response = client.post(path, json=body)
+        assert response.status_code == 200, response.text
+        assert len(threads) == 1
+        assert (threads[0] == loop_thread) is on_the_loop
+        # Over the catalogue bound, one user's top-k goes to the threads too.
+        if path == "/recommend" and on_the_loop:
+            monkeypatch.setattr(serving.service, "INLINE_MAX_CATALOGUE", N_ITEMS - 1)
+            assert client.post(path, json=body).status_code == 200
+            assert threads[1] != loop_thread
+
+
+def test_the_guard_is_outermost(service) -> None:
+    """The guard wraps the whole app BentoML builds: what it answers (rejections, the fast
+    path) never enters BentoML's middleware stack."""
+    from serving.guard import RequestGuard
+
+    app = service.to_asgi()
+    assert isinstance(app, RequestGuard)
+    assert not any(cls is RequestGuard for cls, _ in service.middlewares)
