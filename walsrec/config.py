@@ -1,55 +1,75 @@
 """The sections of a pipeline config, their keys, and the check run before anything starts.
 
-Every section of a config's `parameters:` is read by one dataclass (`wals:` by
-`walsrec.wals_config.WALSConfig`, `promotion:` by `PromotionConfig` below, ...); its keys are that
-class's fields. `check_parameters` rejects any other key, in every section, with its path and
-the nearest valid name, before data is read or TensorFlow imported. It reads the field names
-from the classes' source code rather than importing them (importing `walsrec.wals` starts
-TensorFlow), so the keys it accepts are exactly the ones the code reads: a field added or
-renamed there is known here at once (tests/cli/test_config_check.py holds the two equal).
+Every section of a config's `parameters:` is read by one class (`wals:` by
+`walsrec.wals_config.WALSConfig`, `promotion:` by the pydantic model `PromotionConfig` below,
+...); its keys are that class's fields. `check_parameters` rejects any other key, in every
+section, with its path and the nearest valid name, then checks the values of every section
+whose class imports neither TensorFlow nor ZenML (`check_values`), before data is read. It
+reads the field names from the classes' source code rather than importing them (importing
+`walsrec.wals` starts TensorFlow), so the keys it accepts are exactly the ones the code reads:
+a field added or renamed there is known here at once (tests/cli/test_config_check.py holds the
+two equal).
 """
 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import difflib
 import functools
 import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from walsrec.errors import ConfigError
 
 
-def section_from_dict(cls: type, section: str, values: Mapping[str, Any] | None) -> Any:
-    """`cls(**values)` for a config section, an unknown key or a non-mapping a ConfigError."""
-    if values is None:
-        return cls()
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{section} must be a mapping of key -> value, got {values!r}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in values:
-        if key not in names:
-            raise ConfigError(unknown_key_message(f"{section}.{key}", names))
-    return cls(**values)
+class _Section(BaseModel):
+    """A config section as a pydantic model: typed values, no unknown keys, immutable.
 
+    A pipeline passes its section to a step as a plain mapping; a step parameter annotated with
+    one of these classes is stored by ZenML as the model's values (defaults included, shown on
+    the step's page) and handed to the step as the model.
+    """
 
-class _FromDict:
-    """`from_dict` for the section dataclasses below; `section` names their config section."""
-
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     section: ClassVar[str]
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> Any:
-        """Build from the section's mapping; an unknown key or a non-mapping is a ConfigError."""
-        return section_from_dict(cls, cls.section, values)
+    def from_dict(cls, values: Any, path: str | None = None) -> Any:
+        """Build from the section's mapping (or an instance, returned as is).
+
+        Args:
+            values: the section's mapping, None (every default) or an instance.
+            path: how messages name the section (default: its name, e.g. "promotion").
+
+        Raises:
+            ConfigError: a non-mapping, an unknown key (its path and the nearest valid name) or
+                an invalid value (its path, what is expected, what was given).
+        """
+        path = path or cls.section
+        if isinstance(values, cls):
+            return values
+        if values is None:
+            return cls()
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path} must be a mapping of key -> value, got {values!r}")
+        names = list(cls.model_fields)
+        for key in values:
+            if key not in names:
+                raise ConfigError(unknown_key_message(f"{path}.{key}", names))
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join([path, *(str(part) for part in error["loc"])])
+            raise ConfigError(f"{where}: {error['msg']}, got {error['input']!r}") from None
 
 
-@dataclass(frozen=True)
-class DataConfig(_FromDict):
+class DataConfig(_Section):
     """The `data:` section: where the interactions come from and how files are read.
 
     Attributes:
@@ -68,19 +88,18 @@ class DataConfig(_FromDict):
     section: ClassVar[str] = "data"
     source: str = "ml-100k"
     test_path: str | None = None
-    format: str = "auto"
+    format: Literal["auto", "csv", "tsv", "dat", "parquet"] = "auto"
     header: bool | None = None
-    columns: Mapping[str, Any] = field(default_factory=dict)
+    columns: dict[str, Any] | None = Field(default_factory=dict)
     strict: bool = False
     rating_min: float | None = None
     rating_max: float | None = None
     download: bool = True
-    events: Mapping[str, Any] = field(default_factory=dict)
+    events: dict[str, Any] | None = Field(default_factory=dict)
     cache_dir: str | None = None
 
 
-@dataclass(frozen=True)
-class EvaluationConfig(_FromDict):
+class EvaluationConfig(_Section):
     """The `evaluation:` section.
 
     Attributes:
@@ -90,17 +109,17 @@ class EvaluationConfig(_FromDict):
     """
 
     section: ClassVar[str] = "evaluation"
-    k: int = 10
+    k: int = Field(default=10, ge=1)
     validation_every_epoch: bool = True
     progress: bool = True
 
 
-@dataclass(frozen=True)
-class PromotionConfig(_FromDict):
+class PromotionConfig(_Section):
     """The `promotion:` section.
 
     Attributes:
-        metric: the metric a new version must win on (e.g. "ndcg@10", "rmse").
+        metric: the metric a new version must win on (e.g. "ndcg@10", "rmse"); checked at the
+            command's start against the metrics the evaluation computes (`check_parameters`).
         min_improvement: by how much it must beat the production version.
     """
 
@@ -109,8 +128,7 @@ class PromotionConfig(_FromDict):
     min_improvement: float = 0.0
 
 
-@dataclass(frozen=True)
-class OutputConfig(_FromDict):
+class OutputConfig(_Section):
     """The `output:` section: what a run writes besides its artifacts.
 
     Attributes:
@@ -129,13 +147,12 @@ class OutputConfig(_FromDict):
     predictions_path: str | None = None
     users_path: str | None = None
     pairs_path: str | None = None
-    k: int = 10
+    k: int = Field(default=10, ge=1)
     exclude_seen: bool = True
-    chunk_users: int = 65536
+    chunk_users: int = Field(default=65536, ge=1)
 
 
-@dataclass(frozen=True)
-class BentoConfig(_FromDict):
+class BentoConfig(_Section):
     """The `bento:` section of the deployment config.
 
     Attributes:
@@ -151,8 +168,7 @@ class BentoConfig(_FromDict):
     item_metadata: str | None = None
 
 
-@dataclass(frozen=True)
-class ContinuousConfig(_FromDict):
+class ContinuousConfig(_Section):
     """The `continuous:` section of the continuous-training config.
 
     Attributes:
@@ -167,8 +183,8 @@ class ContinuousConfig(_FromDict):
 
     section: ClassVar[str] = "continuous"
     tune: bool = False
-    tune_every: int = 0
-    tune_validation_ratio: float = 0.2
+    tune_every: int = Field(default=0, ge=0)
+    tune_validation_ratio: float = Field(default=0.2, gt=0.0, lt=1.0)
     cron: str | None = "0 2 * * *"
     tune_cron: str | None = "0 3 * * 0"
     export: bool = True
@@ -305,6 +321,68 @@ def check_parameters(parameters: Mapping[str, Any], pipeline: tuple[str, str]) -
     missing = [name for name in missing if name not in parameters]
     if missing:
         raise ConfigError(f"parameters: {', '.join(missing)} missing (needed by {pipeline[1]})")
+    check_values(parameters)
+
+
+# Sections whose values are checked at the command's start: their classes import neither
+# TensorFlow nor ZenML (`bayes:`, `blend:` and `tuning:` are checked by their steps).
+_TYPED_SECTIONS = {
+    "data": DataConfig,
+    "evaluation": EvaluationConfig,
+    "promotion": PromotionConfig,
+    "output": OutputConfig,
+    "bento": BentoConfig,
+    "continuous": ContinuousConfig,
+}
+
+
+def check_values(parameters: Mapping[str, Any]) -> None:
+    """Check the values of the sections that can be checked without TensorFlow or the data.
+
+    The typed sections above, `split:`, `preprocess:`, the `wals:` values not left to `auto`,
+    and `promotion.metric` against the metrics the evaluation computes at `evaluation.k`.
+
+    Raises:
+        ConfigError: the first invalid value, with its path.
+    """
+    for name, cls in _TYPED_SECTIONS.items():
+        if parameters.get(name) is not None:
+            cls.from_dict(parameters[name], f"parameters.{name}")
+    from walsrec.data.splits import PreprocessConfig, SplitConfig
+    from walsrec.metrics import RANKING_METRICS
+
+    for name, cls in (("split", SplitConfig), ("preprocess", PreprocessConfig)):
+        if parameters.get(name) is not None:
+            try:
+                cls(**parameters[name])
+            except ConfigError as exc:
+                raise ConfigError(f"parameters.{exc}") from None
+            except TypeError as exc:  # a value of the wrong type, e.g. `test_ratio: a quarter`
+                raise ConfigError(f"parameters.{name}: {exc}") from None
+    if parameters.get("wals") is not None:
+        from walsrec.profile import AUTO, AUTO_KEYS
+        from walsrec.wals_config import WALSConfig
+
+        given = {
+            key: value
+            for key, value in parameters["wals"].items()
+            if not (key in AUTO_KEYS and value == AUTO)
+        }
+        try:
+            WALSConfig.from_dict(given)
+        except ConfigError as exc:
+            raise ConfigError(f"parameters.wals: {exc}") from None
+    if parameters.get("promotion") is not None and "evaluation" in parameters:
+        metric = PromotionConfig.from_dict(parameters["promotion"]).metric
+        k = EvaluationConfig.from_dict(parameters["evaluation"]).k
+        computed = [f"{name}@{k}" for name in RANKING_METRICS] + ["rmse", "mae"]
+        if metric not in computed:
+            close = difflib.get_close_matches(metric, computed, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            raise ConfigError(
+                f"parameters.promotion.metric: {metric!r} is not a metric the evaluation computes "
+                f"(evaluation.k is {k}){hint} (valid: {', '.join(computed)})"
+            )
 
 
 # --------------------------------------------------------------------------------------------

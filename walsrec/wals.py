@@ -48,21 +48,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import scipy.sparse as sp
 
-import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from walsrec import native  # noqa: E402
-from walsrec.errors import ConfigError, DataError, WalsrecError  # noqa: E402
-from walsrec.fold_in import FoldIn  # noqa: E402
-from walsrec.model import predict_pairs, score_rows  # noqa: E402
-from walsrec.progress import progress_bar  # noqa: E402
-from walsrec.wals_config import (  # noqa: E402
+from walsrec import native
+from walsrec.errors import ConfigError, DataError, WalsrecError
+from walsrec.fold_in import FoldIn
+from walsrec.model import predict_pairs, score_rows
+from walsrec.progress import progress_bar
+from walsrec.tensorflow_import import import_tensorflow
+from walsrec.wals_config import (
     WALSConfig,
     _check_int,
 )
+
+tf = import_tensorflow()  # without the start-up lines TensorFlow prints to stderr
 
 __all__ = [
     "EpochStats",

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)
 def recommendation_writer(
-    model: RecommenderModel, output: dict
+    model: RecommenderModel, output: OutputConfig
 ) -> Annotated[dict, "recommendations"]:
     """Top-k per user in original ids, columns `user_id,item_id,score,rank`, streamed to a file
     chunk by chunk (`walsrec.recommend.write_recommendations`): memory is bounded by a chunk,

@@ -86,7 +86,7 @@ def _plotted_metrics(metrics: dict) -> list[str]:
 
 @step(enable_cache=False)  # the metrics go on this run and its model version, cached or not
 def model_evaluator(
-    model: RecommenderModel, dataset: Dataset, evaluation: dict
+    model: RecommenderModel, dataset: Dataset, evaluation: EvaluationConfig
 ) -> tuple[
     Annotated[dict, "metrics"],
     Annotated[MarkdownString, "metrics_table"],

@@ -60,7 +60,7 @@ def decide_promotion(
 
 
 @step(enable_cache=False)  # depends on the registry's current production version
-def model_promoter(evaluation: dict, promotion: dict) -> Annotated[bool, "promoted"]:
+def model_promoter(evaluation: dict, promotion: PromotionConfig) -> Annotated[bool, "promoted"]:
     """Set this run's model version to production if it beats popularity and production.
 
     Production is read, compared and replaced under the store's promotion lock

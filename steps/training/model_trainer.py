@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def model_trainer(
     dataset: Dataset,
     wals: dict,
-    evaluation: dict,
+    evaluation: EvaluationConfig,
     bayes: dict | None = None,
     profile: DataProfile | None = None,
 ) -> Annotated[

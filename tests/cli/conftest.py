@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import run
+from cli import runs
 from tests.conftest import PROJECT_ROOT
 
 
@@ -27,12 +28,12 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict:
         seen.update(
             pipeline=pipeline_obj.name,
             config=config,
-            stack=run._selected_stack(),
+            stack=runs.selected_stack(),
             debug=logging.getLogger("walsrec").level == logging.DEBUG,
         )
         raise Captured("captured")
 
-    monkeypatch.setattr(run, "run_pipeline", fake_run)
+    monkeypatch.setattr(runs, "run_pipeline", fake_run)
     yield seen
     for name in ("walsrec", "steps", "pipelines"):
         logging.getLogger(name).setLevel(logging.INFO)

@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 
 import run
+from cli.configs import run_config_section
 from tests.cli.conftest import probe_cli
 from walsrec.config import SECTIONS, SearchSpaceSection, Section, check_parameters
 
@@ -37,10 +38,12 @@ def _sections() -> list[tuple[str, Section]]:
 
 
 @pytest.mark.parametrize(("path", "section"), _sections(), ids=[p for p, _ in _sections()])
-def test_keys_read_from_source_are_the_dataclass_fields(path: str, section: Section) -> None:
+def test_keys_read_from_source_are_the_class_fields(path: str, section: Section) -> None:
     """The check reads fields from source (no TensorFlow import); they must be the real ones."""
     cls = getattr(importlib.import_module(section.module), section.class_name)
-    fields = [f.name for f in dataclasses.fields(cls) if f.name not in section.not_keys]
+    names = cls.model_fields if hasattr(cls, "model_fields") else dataclasses.fields(cls)
+    names = [getattr(name, "name", name) for name in names]
+    fields = [name for name in names if name not in section.not_keys]
     assert list(section.key_names()) == fields
 
 
@@ -51,7 +54,7 @@ def test_run_config_keys_read_from_source_are_zenmls() -> None:
     from zenml.config.step_configurations import StepConfigurationUpdate
     from zenml.model.model import Model
 
-    section = run.run_config_section()
+    section = run_config_section()
     assert section.key_names() == tuple(PipelineRunConfiguration.model_fields)
     assert section.subsections["model"].key_names() == tuple(Model.model_fields)
     step = section.subsections["steps"].section
@@ -75,13 +78,13 @@ def test_sections_are_the_pipelines_arguments(command: str) -> None:
 @pytest.mark.parametrize("config", sorted(CONFIG_COMMANDS))
 def test_every_shipped_config_passes(config: str) -> None:
     content = run.load_config(run.CONFIGS / f"{config}.yaml")
-    run.run_config_section().check("", content)
+    run_config_section().check("", content)
     check_parameters(content["parameters"], run.PIPELINES[CONFIG_COMMANDS[config]])
 
 
 @pytest.mark.parametrize("overlay", sorted((run.CONFIGS / "kubeflow").glob("*.yaml")))
 def test_every_kubeflow_overlay_passes(overlay: Path) -> None:
-    run.run_config_section().check("", yaml.safe_load(overlay.read_text()))
+    run_config_section().check("", yaml.safe_load(overlay.read_text()))
 
 
 # (config, path to the mistyped key, the typo, what the message must say)
@@ -182,3 +185,54 @@ def test_a_typo_is_reported_before_data_tensorflow_or_zenml(tmp_path: Path) -> N
     assert result["exit_code"] == 1
     assert "promotion.metrc: unknown key; did you mean metric?" in result["output"]
     assert result["imported"] == []
+
+
+# (config, section path, key, bad value, what the message must say)
+BAD_VALUES = [
+    ("train", "promotion", "metric", "rsme", "parameters.promotion.metric: 'rsme' is not a metric"),
+    ("train", "promotion", "metric", "ndcg@5", "(evaluation.k is 10); did you mean ndcg@10?"),
+    ("train", "split", "method", "tempral", "parameters.split.method: 'tempral' is not one of"),
+    ("train", "split", "test_ratio", 2.0, "parameters.split.test_ratio: 2.0 must be in [0, 1)"),
+    ("train", "preprocess", "min_user_interactions", 0, "preprocess.min_user_interactions: 0"),
+    ("train", "wals", "n_factors", -1, "parameters.wals: n_factors must be an integer >= 1"),
+    ("train", "evaluation", "k", "ten", "parameters.evaluation.k: Input should be a valid integer"),
+    ("train", "data", "format", "xlsx", "parameters.data.format: Input should be 'auto', 'csv'"),
+    ("train", "output", "exclude_seen", "yes", "parameters.output.exclude_seen: Input should be"),
+    ("deployment", "bento", "build", "no", "parameters.bento.build: Input should be a valid bool"),
+]
+
+
+@pytest.mark.parametrize(
+    ("config", "path", "key", "value", "message"), BAD_VALUES, ids=[str(b[3]) for b in BAD_VALUES]
+)
+def test_a_bad_value_stops_the_command_before_data_is_read(
+    tmp_path: Path, config: str, path: str, key: str, value: object, message: str
+) -> None:
+    """Through the command in a fresh interpreter, with a data path that does not exist: the
+    value is reported (not the path), and neither ZenML nor TensorFlow was imported, so no
+    model version can exist."""
+    content = yaml.safe_load((run.CONFIGS / f"{config}.yaml").read_text())
+    content["parameters"].setdefault(path, {})[key] = value
+    written = tmp_path / f"{config}.yaml"
+    written.write_text(yaml.safe_dump(content, sort_keys=False))
+    command = CONFIG_COMMANDS[config]
+    result = probe_cli(command, "--config", str(written))
+    assert result["exit_code"] == 1
+    assert result["output"].startswith(f"error: config file {written}: ")
+    assert message in result["output"]
+    assert result["imported"] == []
+
+
+def test_step_parameters_are_the_typed_sections() -> None:
+    """ZenML stores a pydantic-typed step parameter with every default and hands the step the
+    model: the promoter, evaluator, trainer and writer take their sections typed."""
+    from steps import model_evaluator, model_promoter, model_trainer, recommendation_writer
+    from walsrec.config import EvaluationConfig, OutputConfig, PromotionConfig
+
+    for step_obj, name, cls in (
+        (model_promoter, "promotion", PromotionConfig),
+        (model_evaluator, "evaluation", EvaluationConfig),
+        (model_trainer, "evaluation", EvaluationConfig),
+        (recommendation_writer, "output", OutputConfig),
+    ):
+        assert step_obj.entrypoint_definition.inputs[name].annotation is cls

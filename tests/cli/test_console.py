@@ -24,7 +24,8 @@ def test_a_run_into_a_log_file_has_no_bar_and_one_line_per_epoch(
     ml100k_dir: Path, tmp_path: Path
 ) -> None:
     """`run.py` with output captured, as in a pod's log or CI: `evaluation.progress: true`
-    (train.yaml's default) draws no bar, and each epoch is logged once."""
+    (train.yaml's default) draws no bar, each epoch is logged once, and TensorFlow's start-up
+    lines are not there."""
     config = yaml.safe_load((PROJECT_ROOT / "configs/train.yaml").read_text())
     config["model"]["name"] = "walsrec-console"
     config["parameters"]["wals"]["epochs"] = 3
@@ -43,6 +44,8 @@ def test_a_run_into_a_log_file_has_no_bar_and_one_line_per_epoch(
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert not BAR.search(output), "a progress bar in a log"
+    # TensorFlow's start-up lines (absl's warning, oneDNN's notice) are left out.
+    assert "absl::InitializeLog" not in output and "oneDNN" not in output
     for epoch in (1, 2, 3):
         assert output.count(f"WALS epoch {epoch}/3: loss") == 1
 

@@ -51,7 +51,7 @@ def test_pip_install_gives_the_walsrec_command(tmp_path: Path) -> None:
     elsewhere.mkdir()
     where = _run(
         python, "-c",
-        "import run, walsrec, steps, pipelines, registry, stacks, serving, materializers; "
+        "import run, cli, walsrec, steps, pipelines, registry, stacks, serving, materializers; "
         "print(run.__file__); print(walsrec.__file__)", cwd=elsewhere,
     )  # fmt: skip
     assert where.returncode == 0, where.stderr[-3000:]

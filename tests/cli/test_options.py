@@ -11,6 +11,7 @@ from click.testing import CliRunner
 import run
 from tests.cli.conftest import probe_cli
 from tests.conftest import PROJECT_ROOT
+from walsrec import __version__
 
 
 def _invoke(*args: str):
@@ -60,6 +61,8 @@ def test_batch_takes_topk_output_typed_before_it(captured: dict, tmp_path: Path)
         (["-v", "--data", "x", "stack", "register", "kubeflow"], "are not options of `stack`"),
         (["--test-data", "t.tsv", "batch"], "--test-data (typed before `batch`)"),
         (["--data", "ml-100k", "tune", "--data", "ml-1m"], "--data is given twice: 'ml-100k'"),
+        (["continuous", "--rounds", "2"], "--rounds counts the rounds of --every"),
+        (["serve", "--model", "walsrec"], "--model picks the ZenML model of --model-version"),
     ],
 )
 def test_misplaced_or_contradicting_options_are_refused(
@@ -73,7 +76,7 @@ def test_misplaced_or_contradicting_options_are_refused(
 
 def test_version() -> None:
     result = _invoke("--version")
-    assert result.exit_code == 0 and result.output.strip() == f"walsrec {run.__version__}"
+    assert result.exit_code == 0 and result.output.strip() == f"walsrec {__version__}"
 
 
 @pytest.mark.parametrize(
@@ -99,18 +102,19 @@ def test_missing_paths_fail_before_tensorflow_or_zenml(
 
 
 def test_a_failed_run_leaves_no_model_version(ml100k_dir: Path, tmp_path: Path) -> None:
-    """A value only the trainer rejects: the run fails after it has created a model version,
+    """A value only the trainer rejects (posterior sampling of an implicit model: it needs the
+    WALS values the profile chooses): the run fails after it has created a model version,
     which is then deleted (the failed run itself stays, for its logs)."""
     from zenml.client import Client
 
     config = yaml.safe_load((PROJECT_ROOT / "configs/train.yaml").read_text())
     config["model"]["name"] = "walsrec-failing-run"
-    config["parameters"]["wals"]["n_factors"] = 0
+    config["parameters"]["bayes"] = {"posterior_samples": 2}
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(config))
     result = _invoke("--config", str(path), "--data", str(ml100k_dir / "ua.test"))
     assert result.exit_code == 1
-    assert "error: n_factors must be an integer >= 1, got 0" in result.output
+    assert "error: bayes.posterior_samples: 2 samples a rating model" in result.output
     assert "deleted model version walsrec-failing-run 1" in result.output
     assert Client().list_model_versions("walsrec-failing-run").total == 0
     runs = Client().list_pipeline_runs(pipeline="training_pipeline", sort_by="desc:created")

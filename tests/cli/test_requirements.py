@@ -22,6 +22,7 @@ from stacks.register import load_recipe
 from tests.conftest import PROJECT_ROOT
 
 RUNTIME_PACKAGES = [
+    "cli",
     "walsrec",
     "steps",
     "pipelines",

@@ -15,6 +15,7 @@ import run as cli
 from pipelines import batch_inference_pipeline, training_pipeline
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.conftest import make_config
+from walsrec.config import OutputConfig
 from walsrec.model import RecommenderModel
 
 
@@ -34,6 +35,13 @@ def test_training_registers_promotes_and_beats_popularity(train_config, tmp_path
     assert ours["ndcg@10"] > 1.4 * popularity["ndcg@10"]
     assert ours["n_users_evaluated"] == 943
     assert run.steps["model_promoter"].outputs["promoted"][0].load() is True
+    # Typed sections are stored as step parameters with every default (what the dashboard shows).
+    stored = run.steps["recommendation_writer"].config.parameters["output"]
+    assert stored == {**OutputConfig().model_dump(), "topk_path": str(topk)}
+    assert run.steps["model_promoter"].config.parameters["promotion"] == {
+        "metric": "ndcg@10",
+        "min_improvement": 0.0,
+    }
 
     # The registered version is production, carries its metrics, and its artifact loads.
     version = _production("pipeline-train")

@@ -88,7 +88,9 @@ def _flags() -> list[str]:
 
 
 def _command(output: Path) -> list[str]:
-    import tensorflow as tf
+    from walsrec.tensorflow_import import import_tensorflow
+
+    tf = import_tensorflow()
 
     return [
         _compiler(),
@@ -118,7 +120,9 @@ def _kernels_command(output: Path) -> list[str]:
 
 
 def _library_path() -> Path:
-    import tensorflow as tf
+    from walsrec.tensorflow_import import import_tensorflow
+
+    tf = import_tensorflow()
 
     key = hashlib.sha256()
     key.update(SOURCE.read_bytes())
@@ -198,7 +202,9 @@ def load():
     Raises:
         NativeBuildError: the library could not be built or loaded.
     """
-    import tensorflow as tf
+    from walsrec.tensorflow_import import import_tensorflow
+
+    tf = import_tensorflow()
 
     path = build()
     try:
