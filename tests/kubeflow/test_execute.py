@@ -46,10 +46,21 @@ TRAINING = {
         "evaluation": {"progress": False},
     }
 }
-# Pipelines whose executed spec must end with a promoted model version: one more (the
-# continuous-training pipeline, once pipelines/ exports it) is one more entry,
+# One round of continuous training on the same data, as its own model (a first version is
+# promoted when it beats popularity; a second version of `walsrec` would tie the training run's
+# and rightly not be promoted). The steps up to training may be served from the training run's
+# cache on the server, as on a cluster.
+CONTINUOUS = {
+    "model": {"name": "walsrec-continuous"},
+    "parameters": {**TRAINING["parameters"], "bento": {"bento_model_name": "walsrec"}},
+}
+# Pipelines whose executed spec must end with a promoted model version (and, where the
+# pipeline builds one, a Bento whose archive is in the bucket): one more is one more entry,
 # pytest.param(<exported pipeline name>, <config overrides>, id=...).
-PIPELINES = [pytest.param("training_pipeline", TRAINING, id="training")]
+PIPELINES = [
+    pytest.param("training_pipeline", TRAINING, id="training"),
+    pytest.param("continuous_training_pipeline", CONTINUOUS, id="continuous-training"),
+]
 
 
 @dataclass
@@ -251,6 +262,8 @@ def test_compiled_training_spec_runs_task_by_task_and_promotes_a_model(
     assert "recommender" in report["model_artifacts"]
     assert report["model_version_stage"] == "production"
     assert report["production_version"] == report["model_version"]
+    if "bento_builder" in report["steps"]:  # continuous training deploys what it promoted
+        assert_bento_in_the_bucket(cluster, execution, tmp_path / "another-machine")
 
 
 def test_compiled_deployment_spec_builds_the_bento(
