@@ -5,7 +5,10 @@
 `commands` the click commands themselves.
 """
 
-import os
+# First: its atexit handler must be registered before any other (cli/fast_exit.py).
+from cli import fast_exit  # noqa: F401, I001
+
+import os  # noqa: E402
 
 # Before anything imports TensorFlow, and inherited by the processes a command starts.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from cli import runs
+from cli import fast_exit, runs
 from cli.configs import UserError, default_model_name, prepare_config
 from cli.options import (
     ROOT_OPTIONS,
@@ -162,10 +162,12 @@ def deploy(**options: Any) -> None:
     run = runs.run_pipeline(deployment_pipeline, config)
     from zenml.client import Client
 
-    steps = Client().get_pipeline_run(run.id).steps
-    click.echo(f"BentoML model: {steps['model_packager'].outputs['bento_model_tag'][0].load()}")
-    if "bento_builder" in steps:
-        click.echo(f"Bento:         {steps['bento_builder'].outputs['bento_tag'][0].load()}")
+    outputs = Client().get_pipeline_run(run.id).steps["bento_builder"].outputs
+    click.echo(f"BentoML model: {outputs['bento_model_tag'][0].load()}")
+    bento_tag = outputs["bento_tag"][0].load()
+    if bento_tag is not None:
+        click.echo(f"Bento:         {bento_tag}")
+        click.echo(f"Archive:       {outputs['bento_archive'][0].uri} (in the artifact store)")
     click.echo("Serve it:      python run.py serve")
 
 
@@ -248,11 +250,15 @@ def _continuous_round(config: dict, tune: bool) -> None:
     ndcg = ((evaluation.get("metrics") or {}).get("wals") or {}).get("ndcg@10")
     if ndcg is not None:
         click.echo(f"Test ndcg@10:   {ndcg:.4f}")
-    if "bento_exporter" in run.steps and promoted:
-        archive = run.steps["bento_exporter"].outputs["bento_archive"][0]
-        bento_tag = run.steps["bento_builder"].outputs["bento_tag"][0].load()
-        click.echo(f"Bento:          {bento_tag}, archive in the artifact store: {archive.uri}")
-        click.echo("Serve it:       python run.py serve --model-version production")
+    built = run.steps["bento_builder"].outputs
+    bento_tag = built["bento_tag"][0].load() if promoted else None
+    if bento_tag is not None:
+        archive = built["bento_archive"][0]
+        if archive.run_metadata.get("bento_tag"):  # the None output carries no metadata
+            click.echo(f"Bento:          {bento_tag}, archive in the artifact store: {archive.uri}")
+            click.echo("Serve it:       python run.py serve --model-version production")
+        else:
+            click.echo(f"Bento:          {bento_tag} (not exported: continuous.export is false)")
     elif not promoted:
         click.echo("Deployment:     skipped (production unchanged)")
 
@@ -362,8 +368,8 @@ def _exported_bento(model_name: str, version: str) -> str:
     if not bento_tag:
         raise WalsrecError(
             f"model {model_name!r} version {found.number} has no exported Bento (only "
-            "`run.py continuous` exports one, when it promotes): serve it with `python run.py "
-            f"deploy --model-version {found.number}` then `python run.py serve`"
+            "`run.py continuous` links one to the version, when it promotes): serve it with "
+            f"`python run.py deploy --model-version {found.number}` then `python run.py serve`"
         )
     tag = import_bento(Path(archive.load()), bento_tag)
     click.echo(f"model {model_name} version {found.number}: Bento {tag}")
@@ -403,4 +409,8 @@ def stack_register(recipe: str, replace: bool, **values: Any) -> None:
 
 def main() -> int:
     """The `walsrec` console script and `python -m walsrec`: the same commands as run.py."""
-    return cli()
+    try:
+        return cli()  # click's standalone mode ends with SystemExit
+    except SystemExit as exc:
+        fast_exit.record(exc.code)
+        raise

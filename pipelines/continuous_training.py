@@ -6,14 +6,7 @@ from __future__ import annotations
 from zenml import pipeline
 
 from pipelines.common import load_and_split, tune_and_retrain
-from steps import (
-    bento_builder,
-    bento_exporter,
-    data_profiler,
-    model_evaluator,
-    model_packager,
-    model_promoter,
-)
+from steps import bento_builder, data_profiler, model_evaluator, model_promoter
 from walsrec.config import BentoConfig, ContinuousConfig
 
 
@@ -34,8 +27,9 @@ def continuous_training_pipeline(
     """One round of the automated workflow; `run.py continuous` runs it once, `--every` in a
     loop, and on Kubeflow a cron schedule runs it.
 
-    The deployment steps run in every round and do nothing unless `model_promoter` promoted
-    this run's version: a model that does not win is never packaged, built or exported.
+    The deployment step (`bento_builder`) runs in every round and does nothing unless
+    `model_promoter` promoted this run's version: a model that does not win is never
+    packaged, built or exported.
 
     Args:
         data, preprocess, split, wals, evaluation, promotion: as in the training pipeline.
@@ -65,11 +59,12 @@ def continuous_training_pipeline(
     evaluation_result = model_evaluator(model, evaluation_dataset, evaluation=evaluation)[0]
     promoted = model_promoter(evaluation_result, promotion=promotion)
     # version None: the version this run registered and just promoted, never "production",
-    # which a concurrent run may have moved meanwhile.
-    tag = model_packager(
-        version=None, bento_model_name=packaging.bento_model_name, promoted=promoted
+    # which a concurrent run may have moved meanwhile. One step packages, builds and exports:
+    # on Kubeflow each step is a pod with its own BentoML store.
+    bento_builder(
+        version=None,
+        bento_model_name=packaging.bento_model_name,
+        promoted=promoted,
+        build=packaging.build,
+        export=rounds.export,
     )
-    if packaging.build:
-        bento_tag = bento_builder(tag)
-        if rounds.export:
-            bento_exporter(bento_tag)

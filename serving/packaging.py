@@ -171,6 +171,21 @@ def import_bento(archive: Path, bento_tag: str) -> str:
     return bento_tag
 
 
+def docker_engine_problem(timeout: float = 20) -> str | None:
+    """Why no image can be built here (no `docker` command, or no engine answers); None when
+    `docker info` works. A Kubeflow pod has no Docker engine: its Bento stays an archive."""
+    try:
+        result = subprocess.run(
+            ["docker", "info"], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker info: {exc}"
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        return "docker info: " + (lines[-1] if lines else f"exit {result.returncode}")
+    return None
+
+
 def push_image(bento_tag: str, repository: str) -> str:
     """`bentoml containerize` the Bento as `<repository>/walsrec-service:<bento version>` and
     `docker push` it; needs a Docker engine. Returns the image name."""

@@ -13,8 +13,6 @@ _MODULES = {
     "data_profiler": "steps.data.data_profiler",
     "data_splitter": "steps.data.data_splitter",
     "bento_builder": "steps.deployment.bento_builder",
-    "bento_exporter": "steps.deployment.bento_exporter",
-    "model_packager": "steps.deployment.model_packager",
     "pair_scorer": "steps.inference.pair_scorer",
     "recommendation_writer": "steps.inference.recommendation_writer",
     "model_evaluator": "steps.training.model_evaluator",

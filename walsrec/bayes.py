@@ -50,7 +50,7 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.linalg
@@ -59,7 +59,10 @@ from threadpoolctl import ThreadpoolController
 
 from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys
 from walsrec.progress import progress_bar
-from walsrec.wals import EpochStats, WALSConfig, WALSModel
+from walsrec.wals_config import WALSConfig
+
+if TYPE_CHECKING:  # walsrec.wals imports TensorFlow: only when sampling starts
+    from walsrec.wals import EpochStats, WALSModel
 
 __all__ = [
     "BayesConfig",
@@ -519,6 +522,8 @@ def gibbs_samples(
                 "bayes.hyperprior_scale or a fixed bayes.noise_precision"
             )
         if history is not None:
+            from walsrec.wals import EpochStats
+
             history.append(EpochStats(epoch=sweep, loss=error, seconds=seconds))
         log.debug(
             "Gibbs sweep %d/%d: squared error %.6g, noise precision %.4g (%.3f s)",
@@ -565,6 +570,8 @@ def train_bayes(
         config is `wals` with n_factors set to the rank of the result (what fold-in needs);
         `history` has one EpochStats per sweep, burn-in included.
     """
+    from walsrec.wals import WALSModel
+
     log = log or logger
     history: list[EpochStats] = []
     average = PosteriorMean(bayes.posterior_rank)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,7 +18,10 @@ from walsrec.bayes import BayesConfig, PairAverage, PosteriorSample, train_bayes
 from walsrec.data import Dataset
 from walsrec.metrics import evaluate, rating_metrics
 from walsrec.model import RecommenderModel
-from walsrec.wals import WALSConfig, WALSModel, train_wals
+from walsrec.wals_config import WALSConfig
+
+if TYPE_CHECKING:
+    from walsrec.wals import WALSModel
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,10 @@ def train_model(
         The trained model, with `metadata["history"]` holding the loss (and validation metrics)
         per epoch, or per Gibbs sweep with `metadata["bayes"]` describing the sampling.
     """
+    # TensorFlow is imported here, when training starts, not with this module: evaluation and a
+    # run whose training is served from ZenML's cache never import it.
+    from walsrec.wals import train_wals
+
     validation_curve: dict[int, dict[str, float]] = {}
     validating = (
         validation_every_epoch and dataset.validation is not None and dataset.validation.nnz > 0

@@ -1,1 +1,1 @@
-"""Deployment steps: a model version into the BentoML model store, then a Bento."""
+"""Deployment: a model version into the BentoML model store, a Bento, its archive (one step)."""

@@ -14,7 +14,7 @@ from walsrec.data import Dataset
 from walsrec.model import RecommenderModel
 from walsrec.profile import DataProfile, resolve_auto
 from walsrec.training import train_model
-from walsrec.wals import WALSConfig
+from walsrec.wals_config import WALSConfig
 
 logger = logging.getLogger(__name__)
 

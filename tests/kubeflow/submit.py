@@ -8,7 +8,8 @@ session's own ZenML store.
     compile: merge the Kubeflow overlay into a pipeline's config (plus overrides), compile it with
         ZenML's Kubeflow orchestrator on the registered `walsrec-kubeflow` stack, keep the run it
         registers, and write the spec's path, the run id and what each step's image holds.
-    report: write a run's status, its steps' statuses and output URIs, and its model version.
+    report: write a run's status, its steps' statuses, output URIs and output metadata, and its
+        model version.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def report(run_id: str) -> dict:
             "outputs": {
                 output: [artifact.uri for artifact in artifacts]
                 for output, artifacts in step.outputs.items()
+            },
+            "output_metadata": {
+                output: dict(artifacts[0].run_metadata)
+                for output, artifacts in step.outputs.items()
+                if artifacts
             },
         }
     version = run.model_version

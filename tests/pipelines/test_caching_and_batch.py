@@ -81,6 +81,11 @@ def test_second_identical_run_is_served_from_the_cache(data_file: Path, tmp_path
     assert "does not beat production" in second.stdout
     # No warning about step names the config sets but the DAG lacks (test_data_loader, ...).
     assert "cannot be applied" not in second.stdout + second.stderr
+    # The cached run trains nothing, so it never imports TensorFlow (seconds of the command),
+    # whose import prints absl's start-up line whatever TF_CPP_MIN_LOG_LEVEL says.
+    tensorflow_started = "absl::InitializeLog"
+    assert tensorflow_started in first.stdout + first.stderr
+    assert tensorflow_started not in second.stdout + second.stderr
     run_2, version_2 = _newest_training_run()
     statuses = _statuses(run_2)
     assert all(statuses[name] == ExecutionStatus.CACHED for name in UPSTREAM), statuses

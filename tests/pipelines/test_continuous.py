@@ -143,7 +143,7 @@ def test_continuous_on_kubeflow_compiles_with_its_cron_schedule(
     )
     assert "Schedule:       cron '0 2 * * *'" in result.output
     assert "Compiled continuous_training_pipeline for Kubeflow" in result.output
-    assert "bento_exporter:" in result.output and "model_trainer:" in result.output
+    assert "bento_builder:" in result.output and "model_trainer:" in result.output
     schedules = Client().list_schedules(name="walsrec-continuous-0 2 * * *").items
     assert [schedule.cron_expression for schedule in schedules] == ["0 2 * * *"]
 
