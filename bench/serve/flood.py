@@ -1,6 +1,6 @@
 """Anonymous traffic to random paths: worker RSS and /metrics size before and after.
 
-    .venv/bin/python bench/serve/flood.py                # 100,000 requests, ~1 minute
+    .venv/bin/python bench/serve/flood.py                # >= 100,000 requests, ~20 s
 
 Issue #12's goal: after 100,000 requests to random paths without a token, worker RSS and the
 size of `/metrics` are unchanged within 10%. The service runs as shipped (2 workers, a bearer
@@ -8,8 +8,7 @@ token set, metrics on) over a small random model; wrk (`wrk.lua` below: a random
 path per request, GET and JSON POST alternating, no Authorization header) sends requests until
 `--requests` have been answered, 401 each. Printed: the load average, each worker's RSS and the
 size of /metrics after a warm-up (one 5 s wrk round of the same traffic) and after the flood,
-their ratios, and the
-401s counted on /metrics.
+their ratios, and the 401s counted on /metrics.
 """
 
 from __future__ import annotations
