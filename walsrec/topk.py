@@ -161,7 +161,7 @@ def recommend(
         allowed: Optional boolean mask `[n_items]` of items that may be recommended.
         chunk_size: Users scored per `score_fn` call, at least 1. Peak memory is about
             `threads * chunk_size * n_items` scores from `score_fn`.
-        threads: Chunks worked on at once; None: the usable cores (`native.threads_for`).
+        threads: Chunks worked on at once; None: `native.usable_cores()`.
 
     Returns:
         `(items, item_scores)`: int64 `[len(users), k]` and float32 `[len(users), k]`, row `i`
@@ -197,7 +197,7 @@ def recommend(
     item_scores = np.full((users.size, k), -np.inf, dtype=np.float32)
     starts = range(0, users.size, chunk_size)
     if threads is None:
-        threads = native.threads_for(1 << 20)  # the usable cores
+        threads = native.usable_cores()
     threads = max(1, min(int(threads), len(starts)))
 
     def chunk(start: int) -> None:

@@ -63,7 +63,7 @@ def gemm_seconds(users: np.ndarray, items: np.ndarray) -> float:
 
     chunk = chunk_size_for(items.shape[0])
     items_t = np.ascontiguousarray(items.T)
-    threads = native.threads_for(1 << 20)
+    threads = native.usable_cores()
     buffers = [np.empty((chunk, items.shape[0]), dtype=np.float32) for _ in range(threads)]
 
     def product(slot: int) -> None:

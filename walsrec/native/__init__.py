@@ -241,13 +241,16 @@ def kernels() -> Any:
     return library
 
 
-def threads_for(work: int) -> int:
-    """Threads for a kernel call over `work` elements: 1 below 2^20, else the usable cores
-    (`$WALSREC_NATIVE_THREADS` caps them; serving sets 1 per worker)."""
-    if work < 1 << 20:
-        return 1
+def usable_cores() -> int:
+    """The cores this process may run on, capped by `$WALSREC_NATIVE_THREADS` (serving sets 1
+    per worker)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cap = os.environ.get("WALSREC_NATIVE_THREADS", "").strip()
     if cap.isdigit() and int(cap) >= 1:
         cores = min(cores or 1, int(cap))
     return max(1, cores or 1)
+
+
+def threads_for(work: int) -> int:
+    """Threads for a kernel call over `work` elements: 1 below 2^20, else `usable_cores()`."""
+    return 1 if work < 1 << 20 else usable_cores()
