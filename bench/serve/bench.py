@@ -109,6 +109,44 @@ def run_wrk(port: int, concurrency: int, duration: float, script: Path) -> dict:
     }
 
 
+def bench_state(prefix: str, **extra: str) -> tuple[Path, dict[str, str]]:
+    """A temporary folder holding a BentoML home, and the servers' environment (this process's
+    with `extra`); this process uses the same home, so the models it saves are the servers'."""
+    state = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(state / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "PYTHONPATH": str(PROJECT_ROOT),
+        **extra,
+    }
+    os.environ.update({k: env[k] for k in ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK")})
+    return state, env
+
+
+def start(
+    name: str, command: list[str], env: dict[str, str], log: Path, port: int
+) -> subprocess.Popen:
+    """Start a server in its own session (stderr to `log`) and wait until /readyz answers."""
+    server = subprocess.Popen(
+        command, env=env, cwd=PROJECT_ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=log.open("w"),  # noqa: SIM115 (lives with the server)
+    )  # fmt: skip
+    try:
+        seconds = wait_until_ready(f"http://127.0.0.1:{port}/readyz", server, timeout=180)
+    except BaseException:
+        stop_server(server)
+        raise
+    print(f"{name} ready on port {port} in {seconds:.1f} s")
+    return server
+
+
+def service_command(port: int, service: str = "serving.service:WalsrecService") -> list[str]:
+    """`bentoml serve` of `service` (the one shipped by default) on 127.0.0.1:`port`."""
+    return [sys.executable, "-m", "bentoml", "serve", service,
+            "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The random model's shape: MovieLens-20M's by default."""
     parser.add_argument("--users", type=int, default=138_493)
@@ -132,16 +170,11 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    state = Path(tempfile.mkdtemp(prefix="walsrec-bench-serve-"))
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(state / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "OPENBLAS_NUM_THREADS": args.blas_threads,
-        "OMP_NUM_THREADS": args.blas_threads,
-        "PYTHONPATH": str(PROJECT_ROOT),
-    }
-    os.environ.update({k: env[k] for k in ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK")})
+    state, env = bench_state(
+        "walsrec-bench-serve-",
+        OPENBLAS_NUM_THREADS=args.blas_threads,
+        OMP_NUM_THREADS=args.blas_threads,
+    )
     from serving.packaging import save_to_model_store
 
     started = time.perf_counter()
@@ -159,17 +192,7 @@ def main() -> None:
     service_env = dict(item.split("=", 1) for item in args.service_env)
     servers = {
         "bentoml": (
-            [
-                sys.executable,
-                "-m",
-                "bentoml",
-                "serve",
-                args.service,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(bento_port),
-            ],
+            service_command(bento_port, args.service),
             {**env, "WALSREC_WORKERS": str(args.workers), "WALSREC_MODEL_TAG": tag, **service_env},
             bento_port,
         ),
@@ -199,18 +222,7 @@ def main() -> None:
     results: dict[tuple[str, int], list[dict]] = {}
     try:
         for name, (command, server_env, port) in servers.items():
-            processes[name] = subprocess.Popen(
-                command,
-                env=server_env,
-                cwd=PROJECT_ROOT,
-                start_new_session=True,
-                stdout=subprocess.DEVNULL,
-                stderr=(state / f"{name}.log").open("w"),  # noqa: SIM115 (lives with the server)
-            )
-            seconds = wait_until_ready(
-                f"http://127.0.0.1:{port}/readyz", processes[name], timeout=120
-            )
-            print(f"{name} ready on port {port} in {seconds:.1f} s")
+            processes[name] = start(name, command, server_env, state / f"{name}.log", port)
         for port in (bento_port, bare_port):  # warm-up: page in the factors, JIT nothing
             run_wrk(port, 8, 2, script)
         for round_number in range(args.rounds):

@@ -18,7 +18,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -29,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from worst_case import workers  # noqa: E402
 
-from bench import free_port, random_model  # noqa: E402
-from serving.cli import stop_server, wait_until_ready  # noqa: E402
+from bench import bench_state, free_port, random_model, service_command, start  # noqa: E402
+from serving.cli import stop_server  # noqa: E402
 
 TOKEN = "flood-benchmark-token"
 LUA = """
@@ -77,14 +76,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100_000)
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    state = Path(tempfile.mkdtemp(prefix="walsrec-bench-flood-"))
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(state / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "PYTHONPATH": str(PROJECT_ROOT),
-    }
-    os.environ.update({k: env[k] for k in ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK")})
+    state, env = bench_state("walsrec-bench-flood-")
     from serving.packaging import save_to_model_store
 
     tag = save_to_model_store(
@@ -93,16 +85,9 @@ def main() -> None:
     script = state / "wrk.lua"
     script.write_text(LUA % {"seed": 7})
     port = free_port()
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:WalsrecService",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    server = subprocess.Popen(
-        command,
-        env={**env, "WALSREC_MODEL_TAG": tag, "WALSREC_API_TOKEN": TOKEN},
-        cwd=PROJECT_ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=(state / "server.log").open("w"),  # noqa: SIM115 (lives with the server)
-    )  # fmt: skip
+    server_env = {**env, "WALSREC_MODEL_TAG": tag, "WALSREC_API_TOKEN": TOKEN}
+    server = start("bentoml", service_command(port), server_env, state / "server.log", port)
     try:
-        wait_until_ready(f"http://127.0.0.1:{port}/readyz", server, timeout=180)
         flood(port, script, 1)  # warm-up, one 5 s round: what any traffic allocates
         metrics(port)  # /metrics counts itself once it has answered
         time.sleep(1)

@@ -23,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,8 +33,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT_ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench import add_model_arguments, free_port, random_model  # noqa: E402
-from serving.cli import stop_server, wait_until_ready  # noqa: E402
+from bench import (  # noqa: E402
+    add_model_arguments,
+    bench_state,
+    free_port,
+    random_model,
+    service_command,
+    start,
+)
+from serving.cli import stop_server  # noqa: E402
 from serving.schemas import (  # noqa: E402
     MAX_BATCH_K,
     MAX_BATCH_USERS,
@@ -158,31 +164,17 @@ def main() -> None:
     parser.add_argument("--service-env", nargs="*", default=[], help="KEY=VALUE for the server")
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    state = Path(tempfile.mkdtemp(prefix="walsrec-bench-worst-"))
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(state / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "PYTHONPATH": str(PROJECT_ROOT),
-    }
-    os.environ.update({k: env[k] for k in ("BENTOML_HOME", "BENTOML_DO_NOT_TRACK")})
+    state, env = bench_state("walsrec-bench-worst-")
     from serving.packaging import save_to_model_store
     from serving.schemas import MAX_ANSWER_ITEMS
 
     model = random_model(args.users, args.items, args.factors, args.seen_per_user)
     tag = save_to_model_store(model, model_name="bench", model_version="0")
     port = free_port()
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:WalsrecService",
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
-    server = subprocess.Popen(
-        command,
-        env={**env, "WALSREC_MODEL_TAG": tag, **dict(v.split("=", 1) for v in args.service_env)},
-        cwd=PROJECT_ROOT,
-        start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=(state / "server.log").open("w"),  # noqa: SIM115 (lives with the server)
-    )  # fmt: skip
+    service_env = dict(item.split("=", 1) for item in args.service_env)
+    server_env = {**env, "WALSREC_MODEL_TAG": tag, **service_env}
+    server = start("bentoml", service_command(port), server_env, state / "server.log", port)
     try:
-        wait_until_ready(f"http://127.0.0.1:{port}/readyz", server, timeout=180)
         measure(port, server, 3, args.users)  # warm-up: page in the factors
         idle = measure(port, server, args.seconds, args.users)
         idle_rss = {pid: psutil.Process(pid).memory_info().rss for pid in idle["peak_rss"]}
