@@ -42,8 +42,9 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 # The GIL switch interval, 1 ms instead of Python's 5: a thread building a heavy answer (a
 # 1,000-user batch is 50,000 answer items made in Python) keeps the GIL for up to this long
 # before the event loop may run, and a small request needs the loop several times. With 5 ms a
-# one-user /recommend beside such batches had a p99 80 ms over idle; with 1 ms, 3 ms
-# (bench/serve/worst_case.py). WALSREC_SWITCH_INTERVAL (seconds) overrides it.
+# one-user /recommend beside such batches had a p99 76 ms over idle (load 3); with 1 ms, 3-24 ms
+# under load and 10 ms on a quiet machine (bench/serve/worst_case.py). WALSREC_SWITCH_INTERVAL
+# (seconds) overrides it.
 sys.setswitchinterval(float(os.environ.get("WALSREC_SWITCH_INTERVAL", "0.001")))
 
 import bentoml  # noqa: E402
