@@ -28,6 +28,7 @@ UPSTREAM = ["data_loader", "data_splitter", "data_profiler", "model_trainer"]
 
 IMPORTTIME = ("-X", "importtime")
 TENSORFLOW_IMPORTED = re.compile(r"^import time:.*\|\s+tensorflow$", re.MULTILINE)
+BENTOML_IMPORTED = re.compile(r"^import time:.*\|\s+bentoml$", re.MULTILINE)
 
 
 def _run_cli(*args: str, python_options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
@@ -90,6 +91,8 @@ def test_second_identical_run_is_served_from_the_cache(data_file: Path, tmp_path
     # The cached run trains nothing, so it never imports TensorFlow (seconds of the command).
     assert TENSORFLOW_IMPORTED.search(first.stderr)
     assert not TENSORFLOW_IMPORTED.search(second.stderr)
+    # Nor BentoML, which ZenML's BentoML integration would import (cli/runs.py), in either run.
+    assert not BENTOML_IMPORTED.search(first.stderr + second.stderr)
     # TensorFlow's start-up lines are left out (walsrec/tensorflow_import.py).
     assert "absl::InitializeLog" not in first.stdout + first.stderr
     run_2, version_2 = _newest_training_run()
