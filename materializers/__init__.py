@@ -3,11 +3,15 @@
 from materializers.dataset_materializer import DatasetMaterializer
 from materializers.interactions_materializer import InteractionsMaterializer
 from materializers.model_materializer import RecommenderModelMaterializer
+from materializers.no_pickle import NoPickleMaterializer, install
 from materializers.profile_materializer import DataProfileMaterializer
+
+install()  # a type without a materializer stops its step instead of being pickled
 
 __all__ = [
     "DataProfileMaterializer",
     "DatasetMaterializer",
     "InteractionsMaterializer",
+    "NoPickleMaterializer",
     "RecommenderModelMaterializer",
 ]

@@ -9,12 +9,14 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-import pandas as pd
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.base_materializer import BaseMaterializer
 
 from materializers.directory import download_folder, upload_folder
 from walsrec.data import Interactions, RejectedRow, ValidationReport
+from walsrec.lazy import LazyModule
+
+pd = LazyModule("pandas")
 
 FORMAT_VERSION = 1
 

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from walsrec.errors import ConfigError, DataError
+from walsrec.lazy import LazyModule
 from walsrec.model import RecommenderModel
 from walsrec.topk import chunk_size_for, recommend
+
+pd = LazyModule("pandas")
+pa = LazyModule("pyarrow")
+pq = LazyModule("pyarrow.parquet")
 
 RECOMMENDATION_COLUMNS = ["user_id", "item_id", "score", "rank"]
 

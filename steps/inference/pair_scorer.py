@@ -7,6 +7,7 @@ from typing import Annotated
 
 import pandas as pd
 from zenml import log_metadata, step
+from zenml.integrations.pandas.materializers.pandas_materializer import PandasMaterializer
 
 from steps.data.data_loader import loader_options
 from walsrec.data import load_source
@@ -16,7 +17,9 @@ from walsrec.recommend import predict_pairs, write_table
 logger = logging.getLogger(__name__)
 
 
-@step(enable_cache=False)
+# The materializer is named, not looked up: the command does not activate ZenML's pandas
+# integration (cli/runs.py).
+@step(enable_cache=False, output_materializers={"predictions": PandasMaterializer})
 def pair_scorer(
     model: RecommenderModel, pairs_path: str, data: dict, output_path: str | None = None
 ) -> Annotated[pd.DataFrame, "predictions"]:

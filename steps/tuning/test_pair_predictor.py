@@ -8,6 +8,7 @@ from typing import Annotated
 import numpy as np
 import pandas as pd
 from zenml import log_metadata, step
+from zenml.integrations.pandas.materializers.pandas_materializer import PandasMaterializer
 
 from walsrec.data import Dataset, Interactions
 from walsrec.model import RecommenderModel
@@ -17,7 +18,9 @@ from walsrec.tuning import predict_every_pair
 logger = logging.getLogger(__name__)
 
 
-@step(enable_cache=False)
+# The materializer is named, not looked up: the command does not activate ZenML's pandas
+# integration (cli/runs.py).
+@step(enable_cache=False, output_materializers={"test_predictions": PandasMaterializer})
 def test_pair_predictor(
     model: RecommenderModel,
     dataset: Dataset,

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from walsrec.data.readers import Interactions
@@ -25,6 +24,9 @@ from walsrec.data.splits import (
     temporal_holdout,
 )
 from walsrec.errors import ConfigError, DataError
+from walsrec.lazy import LazyModule
+
+pd = LazyModule("pandas")
 
 FORMAT_VERSION = 1
 _PARTS = ("train", "validation", "test")

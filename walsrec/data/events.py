@@ -20,10 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from walsrec.errors import ConfigError
+from walsrec.lazy import LazyModule
+
+pa = LazyModule("pyarrow")
+pc = LazyModule("pyarrow.compute")
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "cart": 3.0, "purchase": 10.0}
 _SECONDS_PER_DAY = 86_400.0

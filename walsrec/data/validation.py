@@ -19,12 +19,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from walsrec.data.events import EventOptions, aggregate_pairs, event_type_codes, event_values
 from walsrec.errors import DataError
+from walsrec.lazy import LazyModule
+
+pd = LazyModule("pandas")
+pa = LazyModule("pyarrow")
+pc = LazyModule("pyarrow.compute")
 
 WRONG_FIELD_COUNT = "wrong number of fields"
 EMPTY_LINE = "empty line"
