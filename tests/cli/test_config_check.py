@@ -191,9 +191,29 @@ def test_a_typo_is_reported_before_data_tensorflow_or_zenml(tmp_path: Path) -> N
 BAD_VALUES = [
     ("train", "promotion", "metric", "rsme", "parameters.promotion.metric: 'rsme' is not a metric"),
     ("train", "promotion", "metric", "ndcg@5", "(evaluation.k is 10); did you mean ndcg@10?"),
-    ("train", "split", "method", "tempral", "parameters.split.method: 'tempral' is not one of"),
-    ("train", "split", "test_ratio", 2.0, "parameters.split.test_ratio: 2.0 must be in [0, 1)"),
-    ("train", "preprocess", "min_user_interactions", 0, "preprocess.min_user_interactions: 0"),
+    (
+        "train",
+        "split",
+        "method",
+        "tempral",
+        "parameters.split.method: Input should be 'random', 'temporal' or 'file', got 'tempral'",
+    ),
+    (
+        "train",
+        "split",
+        "test_ratio",
+        2.0,
+        "parameters.split.test_ratio: Input should be less than 1, got 2.0",
+    ),
+    ("train", "split", "seed", "42", "parameters.split.seed: Input should be a valid integer"),
+    (
+        "train",
+        "preprocess",
+        "min_user_interactions",
+        0,
+        "parameters.preprocess.min_user_interactions: Input should be greater than or equal to 1,"
+        " got 0",
+    ),
     ("train", "wals", "n_factors", -1, "parameters.wals: n_factors must be an integer >= 1"),
     ("train", "evaluation", "k", "ten", "parameters.evaluation.k: Input should be a valid integer"),
     ("train", "data", "format", "xlsx", "parameters.data.format: Input should be 'auto', 'csv'"),
@@ -225,11 +245,20 @@ def test_a_bad_value_stops_the_command_before_data_is_read(
 
 def test_step_parameters_are_the_typed_sections() -> None:
     """ZenML stores a pydantic-typed step parameter with every default and hands the step the
-    model: the promoter, evaluator, trainer and writer take their sections typed."""
-    from steps import model_evaluator, model_promoter, model_trainer, recommendation_writer
+    model: the splitter, promoter, evaluator, trainer and writer take their sections typed."""
+    from steps import (
+        data_splitter,
+        model_evaluator,
+        model_promoter,
+        model_trainer,
+        recommendation_writer,
+    )
     from walsrec.config import EvaluationConfig, OutputConfig, PromotionConfig
+    from walsrec.data import PreprocessConfig, SplitConfig
 
     for step_obj, name, cls in (
+        (data_splitter, "split", SplitConfig),
+        (data_splitter, "preprocess", PreprocessConfig),
         (model_promoter, "promotion", PromotionConfig),
         (model_evaluator, "evaluation", EvaluationConfig),
         (model_trainer, "evaluation", EvaluationConfig),
