@@ -87,8 +87,15 @@ class _Section(BaseModel):
 
 def _config_error_from(exc: ValidationError, path: str) -> ConfigError:
     """The first error of `exc` as one line: its key's path, what is expected, what was given."""
-    error = exc.errors()[0]
+    errors = exc.errors()
+    error = errors[0]
     where = ".".join([path, *(str(part) for part in error["loc"])])
+    alike = [other for other in errors if other["loc"][:1] == error["loc"][:1]]
+    if len(alike) > 1 and error["loc"]:  # a union (`auto` or a number): every alternative
+        where = f"{path}.{error['loc'][0]}"
+        prefix = "Input should be "
+        wanted = [other["msg"].removeprefix(prefix) for other in alike]
+        return ConfigError(f"{where}: {prefix}{' or '.join(wanted)}, got {error['input']!r}")
     if error["type"] == CONFIG_ERROR:  # a rule over several keys: its own message
         return ConfigError(f"{where}: {error['msg']}")
     return ConfigError(f"{where}: {error['msg']}, got {error['input']!r}")
@@ -366,12 +373,16 @@ def check_parameters(parameters: Mapping[str, Any], pipeline: tuple[str, str]) -
 def typed_sections() -> dict[str, type[_Section]]:
     """The sections read by a pydantic model, by name: their values are checked at the
     command's start (their modules import neither TensorFlow nor ZenML)."""
+    from walsrec.bayes import BayesConfig
     from walsrec.data.splits import PreprocessConfig, SplitConfig
+    from walsrec.ensemble import BlendConfig
 
     return {
         "data": DataConfig,
         "preprocess": PreprocessConfig,
         "split": SplitConfig,
+        "bayes": BayesConfig,
+        "blend": BlendConfig,
         "evaluation": EvaluationConfig,
         "promotion": PromotionConfig,
         "output": OutputConfig,
@@ -383,8 +394,9 @@ def typed_sections() -> dict[str, type[_Section]]:
 def check_values(parameters: Mapping[str, Any]) -> None:
     """Check the values of the sections that can be checked without TensorFlow or the data.
 
-    The typed sections above, the `wals:` values not left to `auto`, and `promotion.metric`
-    against the metrics the evaluation computes at `evaluation.k`.
+    The typed sections above, `wals:` (a value may be `auto` where the data profile can choose
+    it; the rules over several keys are checked among the values not left to `auto`), and
+    `promotion.metric` against the metrics the evaluation computes at `evaluation.k`.
 
     Raises:
         ConfigError: the first invalid value, with its path.
@@ -396,17 +408,15 @@ def check_values(parameters: Mapping[str, Any]) -> None:
 
     if parameters.get("wals") is not None:
         from walsrec.profile import AUTO, AUTO_KEYS
-        from walsrec.wals_config import WALSConfig
+        from walsrec.wals_config import WALSConfig, WALSParameters
 
+        WALSParameters.from_dict(parameters["wals"], "parameters.wals")
         given = {
             key: value
             for key, value in parameters["wals"].items()
             if not (key in AUTO_KEYS and value == AUTO)
         }
-        try:
-            WALSConfig.from_dict(given)
-        except ConfigError as exc:
-            raise ConfigError(f"parameters.wals: {exc}") from None
+        WALSConfig.from_dict(given, "parameters.wals")  # the rules over several keys
     if parameters.get("promotion") is not None and "evaluation" in parameters:
         metric = PromotionConfig.from_dict(parameters["promotion"]).metric
         k = EvaluationConfig.from_dict(parameters["evaluation"]).k

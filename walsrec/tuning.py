@@ -95,9 +95,9 @@ STORAGE_ENV = "WALSREC_TUNING_STORAGE"
 STATE_DIR_ENV = "WALSREC_STATE_DIR"
 JOURNAL_PREFIX = "journal://"
 RATING_OBJECTIVES = ("rmse", "mae")
-WALS_KEYS = tuple(f.name for f in dataclasses.fields(WALSConfig))
-BLEND_KEYS = tuple(f.name for f in dataclasses.fields(BlendConfig))
-BAYES_KEYS = tuple(f.name for f in dataclasses.fields(BayesConfig))
+WALS_KEYS = tuple(WALSConfig.model_fields)
+BLEND_KEYS = tuple(BlendConfig.model_fields)
+BAYES_KEYS = tuple(BayesConfig.model_fields)
 PARAMETER_TYPES = ("int", "float", "categorical")
 
 
@@ -886,7 +886,7 @@ class ValidationObjective:
         if self.k is None or self.item_item_method is None:
             # Rating prediction (the item-item scores are not ratings), or no item-item model
             # for this catalogue (its reason was logged once, when the objective was built).
-            blend = dataclasses.replace(blend, item_item_weight=0.0)
+            blend = blend.model_copy(update={"item_item_weight": 0.0})
         return wals, blend, bayes
 
     def score(self, model: WALSModel, fold: ValidationFold, score_fn: Callable | None) -> float:

@@ -214,11 +214,52 @@ BAD_VALUES = [
         "parameters.preprocess.min_user_interactions: Input should be greater than or equal to 1,"
         " got 0",
     ),
-    ("train", "wals", "n_factors", -1, "parameters.wals: n_factors must be an integer >= 1"),
+    (
+        "train",
+        "wals",
+        "n_factors",
+        -1,
+        "parameters.wals.n_factors: Input should be 'auto' or greater than or equal to 1, got -1",
+    ),
+    (
+        "train",
+        "wals",
+        "solver",
+        "lu",
+        "parameters.wals.solver: Input should be 'cholesky' or 'cg', got 'lu'",
+    ),
     ("train", "evaluation", "k", "ten", "parameters.evaluation.k: Input should be a valid integer"),
     ("train", "data", "format", "xlsx", "parameters.data.format: Input should be 'auto', 'csv'"),
     ("train", "output", "exclude_seen", "yes", "parameters.output.exclude_seen: Input should be"),
     ("deployment", "bento", "build", "no", "parameters.bento.build: Input should be a valid bool"),
+    (
+        "tune",
+        "blend",
+        "method",
+        "eas",
+        "parameters.blend.method: Input should be 'auto', 'ease' or 'knn', got 'eas'",
+    ),
+    (
+        "tune",
+        "blend",
+        "item_item_weight",
+        1.5,
+        "parameters.blend.item_item_weight: Input should be less than 1, got 1.5",
+    ),
+    (
+        "tune_rating",
+        "bayes",
+        "burn_in",
+        -1,
+        "parameters.bayes.burn_in: Input should be greater than or equal to 0, got -1",
+    ),
+    (
+        "tune_rating",
+        "bayes",
+        "noise_precision",
+        "high",
+        "parameters.bayes.noise_precision: Input should be a valid number, got 'high'",
+    ),
 ]
 
 
@@ -243,6 +284,17 @@ def test_a_bad_value_stops_the_command_before_data_is_read(
     assert result["imported"] == []
 
 
+def test_yaml_integers_are_accepted_for_float_keys(tmp_path: Path) -> None:
+    """Strict types, but `regularization: 300` is the float 300.0, as YAML users write it."""
+    content = run.load_config(run.CONFIGS / "tune.yaml")
+    parameters = content["parameters"]
+    parameters["wals"]["regularization"] = 300
+    parameters["split"]["test_ratio"] = 0
+    parameters["blend"]["item_item_l2"] = 500
+    parameters["bayes"] = {"noise_precision": 2, "hyperprior_scale": 1}
+    check_parameters(parameters, run.PIPELINES["tune"])
+
+
 def test_step_parameters_are_the_typed_sections() -> None:
     """ZenML stores a pydantic-typed step parameter with every default and hands the step the
     model: the splitter, promoter, evaluator, trainer and writer take their sections typed."""
@@ -255,8 +307,10 @@ def test_step_parameters_are_the_typed_sections() -> None:
     )
     from walsrec.config import EvaluationConfig, OutputConfig, PromotionConfig
     from walsrec.data import PreprocessConfig, SplitConfig
+    from walsrec.wals_config import WALSParameters
 
     for step_obj, name, cls in (
+        (model_trainer, "wals", WALSParameters),
         (data_splitter, "split", SplitConfig),
         (data_splitter, "preprocess", PreprocessConfig),
         (model_promoter, "promotion", PromotionConfig),
@@ -265,3 +319,6 @@ def test_step_parameters_are_the_typed_sections() -> None:
         (recommendation_writer, "output", OutputConfig),
     ):
         assert step_obj.entrypoint_definition.inputs[name].annotation is cls
+    from walsrec.bayes import BayesConfig
+
+    assert model_trainer.entrypoint_definition.inputs["bayes"].annotation == BayesConfig | None
