@@ -1,10 +1,10 @@
 """The sections of a pipeline config, their keys, and the check run before anything starts.
 
-Every section of a config's `parameters:` is read by one class (`wals:` by
-`walsrec.wals_config.WALSConfig`, `promotion:` by the pydantic model `PromotionConfig` below,
-...); its keys are that class's fields. `check_parameters` rejects any other key, in every
-section, with its path and the nearest valid name, then checks the values of every section
-whose class imports neither TensorFlow nor ZenML (`check_values`), before data is read. It
+Every section of a config's `parameters:` is read by one strict pydantic model, a `_Section`
+(`wals:` by `walsrec.wals_config.WALSConfig`, `promotion:` by `PromotionConfig` below, ...);
+its keys are that model's fields. `check_parameters` rejects any other key, in every section,
+with its path and the nearest valid name, then checks every section's values with its model
+(`check_values`; none of the models' modules imports TensorFlow or ZenML), before data is read. It
 reads the field names from the classes' source code rather than importing them (importing
 `walsrec.wals` starts TensorFlow), so the keys it accepts are exactly the ones the code reads:
 a field added or renamed there is known here at once (tests/cli/test_config_check.py holds the
@@ -286,7 +286,8 @@ class MappingOf:
 @dataclass(frozen=True)
 class SearchSpaceSection:
     """`tuning.search_space`: each key a key of `targets`; a mapping value is a range or
-    choices with the keys of `spec` (walsrec.tuning.ParameterSpec), a scalar a fixed value."""
+    choices with the keys of `spec` (walsrec.tuning_config.ParameterSpec), a scalar a fixed
+    value."""
 
     targets: tuple[str, ...]
     spec: Section
@@ -317,12 +318,12 @@ SECTIONS: dict[str, Section] = {
     "bayes": Section("walsrec.bayes", "BayesConfig"),
     "blend": Section("walsrec.ensemble", "BlendConfig"),
     "tuning": Section(
-        "walsrec.tuning",
+        "walsrec.tuning_config",
         "TuningConfig",
         {
             "search_space": SearchSpaceSection(
                 ("wals", "blend", "bayes"),
-                Section("walsrec.tuning", "ParameterSpec", not_keys=("name",)),
+                Section("walsrec.tuning_config", "ParameterSpec", not_keys=("name",)),
             )
         },
     ),
@@ -371,8 +372,9 @@ def check_parameters(parameters: Mapping[str, Any], pipeline: tuple[str, str]) -
 
 
 def typed_sections() -> dict[str, type[_Section]]:
-    """The sections read by a pydantic model, by name: their values are checked at the
-    command's start (their modules import neither TensorFlow nor ZenML)."""
+    """The sections read by a pydantic model, by name (`tuning:` aside: `check_values` checks
+    it with its search space): their values are checked at the command's start (their modules
+    import neither TensorFlow nor ZenML)."""
     from walsrec.bayes import BayesConfig
     from walsrec.data.splits import PreprocessConfig, SplitConfig
     from walsrec.ensemble import BlendConfig
@@ -417,6 +419,16 @@ def check_values(parameters: Mapping[str, Any]) -> None:
             if not (key in AUTO_KEYS and value == AUTO)
         }
         WALSConfig.from_dict(given, "parameters.wals")  # the rules over several keys
+    if parameters.get("tuning") is not None:
+        from walsrec.tuning_config import TuningConfig
+
+        try:
+            TuningConfig.from_dict(parameters["tuning"], "parameters.tuning")
+        except ConfigError as exc:  # the search space's messages start at `tuning.`
+            message = str(exc)
+            if not message.startswith("parameters."):
+                message = f"parameters.{message}"
+            raise ConfigError(message) from None
     if parameters.get("promotion") is not None and "evaluation" in parameters:
         metric = PromotionConfig.from_dict(parameters["promotion"]).metric
         k = EvaluationConfig.from_dict(parameters["evaluation"]).k

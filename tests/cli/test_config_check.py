@@ -247,6 +247,27 @@ BAD_VALUES = [
         "parameters.blend.item_item_weight: Input should be less than 1, got 1.5",
     ),
     (
+        "tune",
+        "tuning",
+        "n_workers",
+        0,
+        "parameters.tuning.n_workers: Input should be greater than or equal to 1, got 0",
+    ),
+    (
+        "tune",
+        "tuning",
+        "objective",
+        "ndcg",
+        "parameters.tuning.objective: 'ndcg' is not a tuning objective; use one of",
+    ),
+    (
+        "tune",
+        "tuning",
+        "search_space",
+        {"alpha": {"type": "float", "low": 0, "high": 2, "log": True}},
+        "parameters.tuning.search_space.alpha: a log scale needs low > 0, got 0",
+    ),
+    (
         "tune_rating",
         "bayes",
         "burn_in",
