@@ -494,7 +494,7 @@ class ValidationObjective:
             logger.info("blend.method %s: not tuning %s", method, ", ".join(sorted(dropped)))
         if dropped:
             kept = tuple(p for p in self.search_space.parameters if p.name not in dropped)
-            self.search_space = SearchSpace(kept, self.search_space.fixed)
+            self.search_space = SearchSpace(parameters=kept, fixed=self.search_space.fixed)
         return method
 
     def configs(self, params: Mapping[str, Any]) -> tuple[WALSConfig, BlendConfig, BayesConfig]:

@@ -7,13 +7,18 @@ read or TensorFlow imported.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from walsrec.bayes import BayesConfig
 from walsrec.config import _Section, config_error
@@ -41,7 +46,9 @@ RATING_OBJECTIVES = ("rmse", "mae")
 WALS_KEYS = tuple(WALSConfig.model_fields)
 BLEND_KEYS = tuple(BlendConfig.model_fields)
 BAYES_KEYS = tuple(BayesConfig.model_fields)
-PARAMETER_TYPES = ("int", "float", "categorical")
+ParameterType = Literal["int", "float", "categorical"]
+PARAMETER_TYPES = get_args(ParameterType)
+FeedbackKind = Literal["ratings", "counts", "binary", "events"]  # walsrec.profile.FEEDBACK_KINDS
 OBJECTIVE_EXAMPLES = [f"{m}@10" for m in RANKING_METRICS if m != "coverage"] + list(
     RATING_OBJECTIVES
 )
@@ -52,19 +59,24 @@ OBJECTIVE_EXAMPLES = [f"{m}@10" for m in RANKING_METRICS if m != "coverage"] + l
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ParameterSpec:
-    """One tuned parameter: an int or float range (optionally log-scaled), or choices."""
+class ParameterSpec(BaseModel):
+    """One tuned parameter: an int or float range (optionally log-scaled), or choices.
 
+    Built from the config by `from_dict`, which checks the rules between its keys; the model
+    itself holds the types (strict and frozen, like every section). Int bounds stay ints (and
+    relative ones floats), so a study's derived name is the same as when this was a dataclass.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     name: str
-    type: str
-    low: float | None = None
-    high: float | None = None
+    type: ParameterType
+    low: int | float | None = None
+    high: int | float | None = None
     log: bool = False
-    step: float | None = None
+    step: int | float | None = None
     choices: tuple = ()
     relative: bool = False
-    kinds: tuple = ()
+    kinds: tuple[FeedbackKind, ...] = ()
 
     @classmethod
     def from_dict(cls, name: str, values: Mapping[str, Any]) -> ParameterSpec:
@@ -99,7 +111,7 @@ class ParameterSpec:
                 raise ConfigError(f"{where}.choices must be a non-empty list")
             if values.get("relative"):
                 raise ConfigError(f"{where}: choices can't be relative")
-            return cls(name, kind, choices=tuple(choices), kinds=kinds)
+            return cls(name=name, type=kind, choices=tuple(choices), kinds=kinds)
         low, high = values.get("low"), values.get("high")
         for key, bound in (("low", low), ("high", high)):
             if isinstance(bound, bool) or not isinstance(bound, int | float):
@@ -119,9 +131,18 @@ class ParameterSpec:
             low, high = int(low), int(high)
         else:
             low, high = float(low), float(high)
-        if kind == "int":
-            return cls(name, kind, low, high, log, int(step) if step else None, (), relative, kinds)
-        return cls(name, kind, low, high, log, float(step) if step else None, (), relative, kinds)
+        if step:
+            step = int(step) if kind == "int" else float(step)
+        return cls(
+            name=name,
+            type=kind,
+            low=low,
+            high=high,
+            log=log,
+            step=step or None,
+            relative=relative,
+            kinds=kinds,
+        )
 
     def describe(self) -> str:
         """One line: "n_factors: int 16..96 step 8", "alpha: float 0.2..5 log"."""
@@ -152,7 +173,7 @@ class ParameterSpec:
             high = max(low, int(round(high / step)) * step)
         else:
             low, high = float(f"{low:.6g}"), float(f"{high:.6g}")
-        return dataclasses.replace(self, low=low, high=high, relative=False)
+        return self.model_copy(update={"low": low, "high": high, "relative": False})
 
     def snapped(self, value: Any) -> Any:
         """`value` moved into this parameter's domain (clipped, on the step grid), or None when
@@ -182,12 +203,13 @@ class ParameterSpec:
         return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
 
 
-@dataclass(frozen=True)
-class SearchSpace:
-    """Tuned parameters (WALS, blend and bayes keys), and values fixed for every trial."""
+class SearchSpace(BaseModel):
+    """`tuning.search_space`: tuned parameters (WALS, blend and bayes keys), and values fixed
+    for every trial. Built from the config's mapping by `from_dict`."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     parameters: tuple[ParameterSpec, ...] = ()
-    fixed: Mapping[str, Any] = field(default_factory=dict)
+    fixed: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> SearchSpace:
@@ -213,7 +235,25 @@ class SearchSpace:
                 parameters.append(ParameterSpec.from_dict(name, spec))
             else:
                 fixed[name] = spec
-        return cls(tuple(parameters), fixed)
+        return cls(parameters=tuple(parameters), fixed=fixed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The space as the config writes it, the inverse of `from_dict`: a mapping per tuned
+        parameter (in order), then the fixed values."""
+        values: dict[str, Any] = {}
+        for parameter in self.parameters:
+            if parameter.type == "categorical":
+                spec: dict[str, Any] = {"type": "categorical", "choices": list(parameter.choices)}
+            else:
+                spec = {"type": parameter.type, "low": parameter.low, "high": parameter.high}
+                spec["log"] = parameter.log
+                if parameter.step is not None:
+                    spec["step"] = parameter.step
+                spec["relative"] = parameter.relative
+            if parameter.kinds:
+                spec["kinds"] = list(parameter.kinds)
+            values[parameter.name] = spec
+        return {**values, **self.fixed}
 
     def fitted(self, base: Mapping[str, Any], kind: str | None = None) -> SearchSpace:
         """The space for one dataset: relative ranges around the `base` values (with `auto`
@@ -223,7 +263,7 @@ class SearchSpace:
             for parameter in self.parameters
             if kind is None or not parameter.kinds or kind in parameter.kinds
         )
-        return dataclasses.replace(self, parameters=parameters)
+        return self.model_copy(update={"parameters": parameters})
 
     def baseline(self, base: Mapping[str, Any]) -> dict[str, Any]:
         """The base values (after `auto`) of the tuned parameters, each in its domain: the
@@ -303,11 +343,28 @@ class TuningConfig(_Section):
             ConfigError: an unknown key or an invalid value, naming it.
         """
         if isinstance(values, Mapping) and all(key in cls.model_fields for key in values):
-            # (an unknown key is reported first, by `_Section.from_dict`)
+            # Parsed here for its own messages (`tuning.search_space.alpha: ...`); an unknown
+            # key is reported first, by `_Section.from_dict`.
             space = values.get("search_space")
             if not isinstance(space, SearchSpace):
                 values = {**values, "search_space": SearchSpace.from_dict(space)}
         return super().from_dict(values, path)
+
+    @field_validator("search_space", mode="before")
+    @classmethod
+    def _space_as_written(cls, space: Any) -> Any:
+        # A step parameter comes back from ZenML as the mapping `_space_as_written_out` wrote.
+        if space is None or isinstance(space, Mapping):
+            try:
+                return SearchSpace.from_dict(space)
+            except ConfigError as exc:
+                raise config_error(str(exc)) from None
+        return space
+
+    @field_serializer("search_space")
+    def _space_as_written_out(self, space: SearchSpace) -> dict[str, Any]:
+        # Stored (and shown) by ZenML the way the config writes it, not as parsed specs.
+        return space.to_dict()
 
     @field_validator("objective")
     @classmethod
@@ -345,7 +402,7 @@ class TuningConfig(_Section):
         values = {name: getattr(self, name) for name in type(self).model_fields}
         parameters = []
         for parameter in self.search_space.parameters:
-            spec = dataclasses.asdict(parameter)
+            spec = parameter.model_dump()
             # Left out at their defaults, so a study named before they existed still resumes.
             for key, default in (("relative", False), ("kinds", ())):
                 if spec[key] == default:

@@ -340,6 +340,10 @@ def test_step_parameters_are_the_typed_sections() -> None:
         (recommendation_writer, "output", OutputConfig),
     ):
         assert step_obj.entrypoint_definition.inputs[name].annotation is cls
+    from steps import best_params_selector, tuning_study, tuning_worker
     from walsrec.bayes import BayesConfig
+    from walsrec.tuning_config import TuningConfig
 
     assert model_trainer.entrypoint_definition.inputs["bayes"].annotation == BayesConfig | None
+    for step_obj in (tuning_study, tuning_worker, best_params_selector):
+        assert step_obj.entrypoint_definition.inputs["tuning"].annotation is TuningConfig

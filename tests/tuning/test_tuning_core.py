@@ -4,6 +4,7 @@ posterior averaging."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import yaml
 
 from walsrec.bayes import BayesConfig, train_bayes
 from walsrec.data import SplitConfig, build_dataset, load_source
@@ -93,6 +95,25 @@ def test_search_space_from_yaml_values_and_errors() -> None:
         TuningConfig.from_dict({"report_every": "sometimes"})
     assert TuningConfig.from_dict({"report_every": "auto", "timeout": 60}).timeout == 60.0
     assert TuningConfig.from_dict({"objective": "rmse"}).direction == "minimize"
+
+
+def test_tuning_config_is_stored_as_written_and_read_back_equal() -> None:
+    """As a step parameter ZenML stores the section as JSON and validates it again: the search
+    space is written the way the config writes it, and comes back as the same config (and so
+    the same study name)."""
+    content = yaml.safe_load((Path(__file__).parents[2] / "configs" / "tune.yaml").read_text())
+    config = TuningConfig.from_dict(content["parameters"]["tuning"])
+    stored = json.loads(json.dumps(config.model_dump(mode="json")))
+    assert stored["search_space"]["n_factors"] == {
+        "type": "int",
+        "low": 0.5,
+        "high": 3.0,
+        "log": False,
+        "step": 8,
+        "relative": True,
+    }
+    again = TuningConfig.model_validate(stored)
+    assert again == config and again.to_dict() == config.to_dict()
 
 
 def test_storage_resolution_and_password_never_shown(monkeypatch, tmp_path: Path) -> None:
