@@ -43,21 +43,22 @@ threads only add overhead there, and on a busy machine they made sampling ten ti
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+from pydantic import Field
 from threadpoolctl import ThreadpoolController
 
-from walsrec.errors import ConfigError, DataError, WalsrecError, reject_unknown_keys
+from walsrec.config import _Section
+from walsrec.errors import ConfigError, DataError, WalsrecError
 from walsrec.progress import progress_bar
 from walsrec.wals_config import WALSConfig
 
@@ -83,8 +84,7 @@ NOISE_PRIOR_SHAPE = 1.0
 NOISE_PRIOR_RATE = 1.0
 
 
-@dataclass
-class BayesConfig:
+class BayesConfig(_Section):
     """The `bayes:` section: posterior averaging of explicit biased WALS (off by default).
 
     The sampled model takes `n_factors`, `use_biases`, `init_scale` and `seed` from the WALS
@@ -102,48 +102,12 @@ class BayesConfig:
             while posterior_samples * (n_factors) <= posterior_rank.
     """
 
-    posterior_samples: int = 0
-    burn_in: int = 20
-    noise_precision: float | None = None
-    hyperprior_scale: float = 1.0
-    posterior_rank: int = 64
-
-    def __post_init__(self) -> None:
-        for key, minimum in (("posterior_samples", 0), ("burn_in", 0), ("posterior_rank", 1)):
-            value = getattr(self, key)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | np.integer)
-                or value < minimum
-            ):
-                raise ConfigError(f"bayes.{key} must be an integer >= {minimum}, got {value!r}")
-            setattr(self, key, int(value))
-        for key, optional in (("noise_precision", True), ("hyperprior_scale", False)):
-            value = getattr(self, key)
-            if value is None and optional:
-                continue
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float | np.integer | np.floating)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                allowed = "a number > 0, or null to sample it" if optional else "a number > 0"
-                raise ConfigError(f"bayes.{key} must be {allowed}, got {value!r}")
-            setattr(self, key, float(value))
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> BayesConfig:
-        """Build from the `bayes:` section of a config; unknown keys are a ConfigError."""
-        if values is not None and not isinstance(values, Mapping):
-            raise ConfigError(f"bayes must be a mapping of key -> value, got {values!r}")
-        values = dict(values or {})
-        reject_unknown_keys("bayes", values, cls)
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as a plain dict, the inverse of `from_dict`."""
-        return dataclasses.asdict(self)
+    section: ClassVar[str] = "bayes"
+    posterior_samples: int = Field(default=0, ge=0)
+    burn_in: int = Field(default=20, ge=0)
+    noise_precision: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    hyperprior_scale: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
+    posterior_rank: int = Field(default=64, ge=1)
 
     @property
     def enabled(self) -> bool:
@@ -462,7 +426,6 @@ def gibbs_samples(
         WalsrecError: a posterior precision was not positive definite, or values blew up.
     """
     log = log or logger
-    wals.validate()
     if not bayes.enabled:
         raise ConfigError("bayes.posterior_samples is 0: there is nothing to sample")
     bayes.check_model(wals)
@@ -602,7 +565,7 @@ def train_bayes(
         time.perf_counter() - started,
     )
     return WALSModel(
-        config=dataclasses.replace(wals, n_factors=int(user_factors.shape[1])),
+        config=wals.model_copy(update={"n_factors": int(user_factors.shape[1])}),
         user_factors=np.ascontiguousarray(user_factors, dtype=np.float32),
         item_factors=np.ascontiguousarray(item_factors, dtype=np.float32),
         user_bias=None if user_bias is None else user_bias.astype(np.float32),

@@ -1,10 +1,10 @@
 """The sections of a pipeline config, their keys, and the check run before anything starts.
 
-Every section of a config's `parameters:` is read by one class (`wals:` by
-`walsrec.wals_config.WALSConfig`, `promotion:` by the pydantic model `PromotionConfig` below,
-...); its keys are that class's fields. `check_parameters` rejects any other key, in every
-section, with its path and the nearest valid name, then checks the values of every section
-whose class imports neither TensorFlow nor ZenML (`check_values`), before data is read. It
+Every section of a config's `parameters:` is read by one strict pydantic model, a `_Section`
+(`wals:` by `walsrec.wals_config.WALSConfig`, `promotion:` by `PromotionConfig` below, ...);
+its keys are that model's fields. `check_parameters` rejects any other key, in every section,
+with its path and the nearest valid name, then checks every section's values with its model
+(`check_values`; none of the models' modules imports TensorFlow or ZenML), before data is read. It
 reads the field names from the classes' source code rather than importing them (importing
 `walsrec.wals` starts TensorFlow), so the keys it accepts are exactly the ones the code reads:
 a field added or renamed there is known here at once (tests/cli/test_config_check.py holds the
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from walsrec.errors import ConfigError
 
@@ -37,6 +38,19 @@ class _Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     section: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_numbers(cls, values: Any) -> Any:
+        # Strict mode refuses numpy's integers for int fields (and would keep a numpy float):
+        # values computed by code (profile rules, Optuna, tests) become the Python numbers YAML
+        # gives, so that the stored config is the same JSON either way.
+        if isinstance(values, Mapping):
+            return {
+                key: value.item() if _is_numpy_scalar(value) else value
+                for key, value in values.items()
+            }
+        return values
 
     @classmethod
     def from_dict(cls, values: Any, path: str | None = None) -> Any:
@@ -58,15 +72,47 @@ class _Section(BaseModel):
         if not isinstance(values, Mapping):
             raise ConfigError(f"{path} must be a mapping of key -> value, got {values!r}")
         names = list(cls.model_fields)
-        for key in values:
+        for key in values:  # an unknown key first, before any value is judged
             if key not in names:
                 raise ConfigError(unknown_key_message(f"{path}.{key}", names))
         try:
             return cls.model_validate(dict(values))
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join([path, *(str(part) for part in error["loc"])])
-            raise ConfigError(f"{where}: {error['msg']}, got {error['input']!r}") from None
+            raise _config_error_from(exc, path) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section as a plain dict (JSON- and YAML-able), the inverse of `from_dict`."""
+        return self.model_dump()
+
+
+def _config_error_from(exc: ValidationError, path: str) -> ConfigError:
+    """The first error of `exc` as one line: its key's path, what is expected, what was given."""
+    errors = exc.errors()
+    error = errors[0]
+    where = ".".join([path, *(str(part) for part in error["loc"])])
+    alike = [other for other in errors if other["loc"][:1] == error["loc"][:1]]
+    if len(alike) > 1 and error["loc"]:  # a union (`auto` or a number): every alternative
+        where = f"{path}.{error['loc'][0]}"
+        prefix = "Input should be "
+        wanted = [other["msg"].removeprefix(prefix) for other in alike]
+        return ConfigError(f"{where}: {prefix}{' or '.join(wanted)}, got {error['input']!r}")
+    if error["type"] == CONFIG_ERROR:  # a rule over several keys: its own message
+        return ConfigError(f"{where}: {error['msg']}")
+    return ConfigError(f"{where}: {error['msg']}, got {error['input']!r}")
+
+
+def _is_numpy_scalar(value: Any) -> bool:
+    # Told by the type's module rather than isinstance: the check runs before numpy is needed.
+    return type(value).__module__ == "numpy" and hasattr(value, "item")
+
+
+CONFIG_ERROR = "walsrec_config"
+"""The pydantic error type of `config_error`: `_Section.from_dict` shows its message as is."""
+
+
+def config_error(message: str) -> PydanticCustomError:
+    """An error for a model validator to raise: a rule over several keys, said in full."""
+    return PydanticCustomError(CONFIG_ERROR, message)
 
 
 class DataConfig(_Section):
@@ -240,7 +286,8 @@ class MappingOf:
 @dataclass(frozen=True)
 class SearchSpaceSection:
     """`tuning.search_space`: each key a key of `targets`; a mapping value is a range or
-    choices with the keys of `spec` (walsrec.tuning.ParameterSpec), a scalar a fixed value."""
+    choices with the keys of `spec` (walsrec.tuning_config.ParameterSpec), a scalar a fixed
+    value."""
 
     targets: tuple[str, ...]
     spec: Section
@@ -271,12 +318,12 @@ SECTIONS: dict[str, Section] = {
     "bayes": Section("walsrec.bayes", "BayesConfig"),
     "blend": Section("walsrec.ensemble", "BlendConfig"),
     "tuning": Section(
-        "walsrec.tuning",
+        "walsrec.tuning_config",
         "TuningConfig",
         {
             "search_space": SearchSpaceSection(
                 ("wals", "blend", "bayes"),
-                Section("walsrec.tuning", "ParameterSpec", not_keys=("name",)),
+                Section("walsrec.tuning_config", "ParameterSpec", not_keys=("name",)),
             )
         },
     ),
@@ -324,54 +371,64 @@ def check_parameters(parameters: Mapping[str, Any], pipeline: tuple[str, str]) -
     check_values(parameters)
 
 
-# Sections whose values are checked at the command's start: their classes import neither
-# TensorFlow nor ZenML (`bayes:`, `blend:` and `tuning:` are checked by their steps).
-_TYPED_SECTIONS = {
-    "data": DataConfig,
-    "evaluation": EvaluationConfig,
-    "promotion": PromotionConfig,
-    "output": OutputConfig,
-    "bento": BentoConfig,
-    "continuous": ContinuousConfig,
-}
+def typed_sections() -> dict[str, type[_Section]]:
+    """The sections read by a pydantic model, by name (`tuning:` aside: `check_values` checks
+    it with its search space): their values are checked at the command's start (their modules
+    import neither TensorFlow nor ZenML)."""
+    from walsrec.bayes import BayesConfig
+    from walsrec.data.splits import PreprocessConfig, SplitConfig
+    from walsrec.ensemble import BlendConfig
+
+    return {
+        "data": DataConfig,
+        "preprocess": PreprocessConfig,
+        "split": SplitConfig,
+        "bayes": BayesConfig,
+        "blend": BlendConfig,
+        "evaluation": EvaluationConfig,
+        "promotion": PromotionConfig,
+        "output": OutputConfig,
+        "bento": BentoConfig,
+        "continuous": ContinuousConfig,
+    }
 
 
 def check_values(parameters: Mapping[str, Any]) -> None:
     """Check the values of the sections that can be checked without TensorFlow or the data.
 
-    The typed sections above, `split:`, `preprocess:`, the `wals:` values not left to `auto`,
-    and `promotion.metric` against the metrics the evaluation computes at `evaluation.k`.
+    The typed sections above, `wals:` (a value may be `auto` where the data profile can choose
+    it; the rules over several keys are checked among the values not left to `auto`), and
+    `promotion.metric` against the metrics the evaluation computes at `evaluation.k`.
 
     Raises:
         ConfigError: the first invalid value, with its path.
     """
-    for name, cls in _TYPED_SECTIONS.items():
+    for name, cls in typed_sections().items():
         if parameters.get(name) is not None:
             cls.from_dict(parameters[name], f"parameters.{name}")
-    from walsrec.data.splits import PreprocessConfig, SplitConfig
     from walsrec.metrics import RANKING_METRICS
 
-    for name, cls in (("split", SplitConfig), ("preprocess", PreprocessConfig)):
-        if parameters.get(name) is not None:
-            try:
-                cls(**parameters[name])
-            except ConfigError as exc:
-                raise ConfigError(f"parameters.{exc}") from None
-            except TypeError as exc:  # a value of the wrong type, e.g. `test_ratio: a quarter`
-                raise ConfigError(f"parameters.{name}: {exc}") from None
     if parameters.get("wals") is not None:
         from walsrec.profile import AUTO, AUTO_KEYS
-        from walsrec.wals_config import WALSConfig
+        from walsrec.wals_config import WALSConfig, WALSParameters
 
+        WALSParameters.from_dict(parameters["wals"], "parameters.wals")
         given = {
             key: value
             for key, value in parameters["wals"].items()
             if not (key in AUTO_KEYS and value == AUTO)
         }
+        WALSConfig.from_dict(given, "parameters.wals")  # the rules over several keys
+    if parameters.get("tuning") is not None:
+        from walsrec.tuning_config import TuningConfig
+
         try:
-            WALSConfig.from_dict(given)
-        except ConfigError as exc:
-            raise ConfigError(f"parameters.wals: {exc}") from None
+            TuningConfig.from_dict(parameters["tuning"], "parameters.tuning")
+        except ConfigError as exc:  # the search space's messages start at `tuning.`
+            message = str(exc)
+            if not message.startswith("parameters."):
+                message = f"parameters.{message}"
+            raise ConfigError(message) from None
     if parameters.get("promotion") is not None and "evaluation" in parameters:
         metric = PromotionConfig.from_dict(parameters["promotion"]).metric
         k = EvaluationConfig.from_dict(parameters["evaluation"]).k

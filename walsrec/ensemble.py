@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import ClassVar, Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
 
-from walsrec.errors import ConfigError, reject_unknown_keys
+from walsrec.config import _Section
 from walsrec.itemknn import ease_item_weights, knn_item_weights
 from walsrec.model import RecommenderModel, binary_rows, blend_scores
 
@@ -39,13 +39,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BLEND_METHODS = ("auto", "ease", "knn")
+BlendMethod = Literal["auto", "ease", "knn"]
+BLEND_METHODS = get_args(BlendMethod)
 # The keys each item-item method reads; the tuning objective drops the others from its search.
 METHOD_KEYS = {"ease": ("item_item_l2",), "knn": ("neighbors", "shrinkage")}
 
 
-@dataclass
-class BlendConfig:
+class BlendConfig(_Section):
     """How much of which item-item model goes into the scores.
 
     Attributes:
@@ -59,45 +59,13 @@ class BlendConfig:
             n_items^3 inverse per fit).
     """
 
-    item_item_weight: float = 0.0
-    item_item_l2: float = 500.0
-    method: str = "auto"
-    neighbors: int = 100
-    shrinkage: float = 10.0
-    max_items: int = 3000
-
-    def __post_init__(self) -> None:
-        weight = self.item_item_weight
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight < 1:
-            raise ConfigError(f"blend.item_item_weight must be in [0, 1), got {weight!r}")
-        l2 = self.item_item_l2
-        if isinstance(l2, bool) or not isinstance(l2, int | float) or not l2 > 0:
-            raise ConfigError(f"blend.item_item_l2 must be a number > 0, got {l2!r}")
-        if self.method not in BLEND_METHODS:
-            raise ConfigError(
-                f"blend.method must be one of {', '.join(BLEND_METHODS)}, got {self.method!r}"
-            )
-        for key, minimum in (("neighbors", 1), ("max_items", 0)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ConfigError(f"blend.{key} must be an integer >= {minimum}, got {value!r}")
-        shrinkage = self.shrinkage
-        if isinstance(shrinkage, bool) or not isinstance(shrinkage, int | float) or shrinkage < 0:
-            raise ConfigError(f"blend.shrinkage must be a number >= 0, got {shrinkage!r}")
-        self.item_item_weight = float(weight)
-        self.item_item_l2 = float(l2)
-        self.shrinkage = float(shrinkage)
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> BlendConfig:
-        """Build from the `blend:` section of a config; unknown keys are a ConfigError."""
-        values = dict(values or {})
-        reject_unknown_keys("blend", values, cls)
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as a plain dict, the inverse of `from_dict`."""
-        return dataclasses.asdict(self)
+    section: ClassVar[str] = "blend"
+    item_item_weight: float = Field(default=0.0, ge=0.0, lt=1.0)
+    item_item_l2: float = Field(default=500.0, gt=0.0, allow_inf_nan=False)
+    method: BlendMethod = "auto"
+    neighbors: int = Field(default=100, ge=1)
+    shrinkage: float = Field(default=10.0, ge=0.0, allow_inf_nan=False)
+    max_items: int = Field(default=3000, ge=0)
 
     @property
     def enabled(self) -> bool:

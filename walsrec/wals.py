@@ -37,7 +37,6 @@ are solved symmetrically.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
@@ -1014,7 +1013,6 @@ def train_wals(
     log = log or logger
     if not isinstance(config, WALSConfig):
         raise ConfigError(f"config must be a WALSConfig, got {type(config).__name__}")
-    config.validate()
     matrix = _canonical_matrix(matrix, name="training matrix", dtype=np.dtype(config.dtype))
     n_users, n_items = matrix.shape
     if n_users == 0 or n_items == 0 or matrix.nnz == 0:
@@ -1126,7 +1124,7 @@ def _to_model(
         user_bias = user_free[:, n_factors].astype(np.float32)
         item_bias = item_free[:, n_factors].astype(np.float32)
     return WALSModel(
-        config=dataclasses.replace(config),
+        config=config,  # frozen: shared, never changed
         user_factors=np.ascontiguousarray(user_free[:, :n_factors], dtype=np.float32),
         item_factors=np.ascontiguousarray(item_free[:, :n_factors], dtype=np.float32),
         user_bias=user_bias,

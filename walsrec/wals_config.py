@@ -1,30 +1,37 @@
-"""WALS's hyperparameters, `WALSConfig`: a plain dataclass without TensorFlow.
+"""WALS's hyperparameters, `WALSConfig`: the `wals:` section as a strict pydantic model,
+without TensorFlow.
 
 It lives apart from `walsrec.wals` (the TensorFlow solver, which re-exports it) so that
 inference code (the NumPy fold-in in `walsrec.fold_in`, the model class, serving) reads the
-same defaults and checks without importing TensorFlow.
+same defaults and checks without importing TensorFlow. A saved model keeps its config as the
+plain dict of `to_dict()` (the same keys and JSON as when this was a dataclass).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import numpy as np
+from pydantic import Field, create_model, model_validator
 
-from walsrec.errors import ConfigError, reject_unknown_keys
+from walsrec.config import _Section, config_error
+from walsrec.errors import ConfigError
+from walsrec.profile import AUTO, AUTO_KEYS
 
-__all__ = ["WALSConfig"]
+__all__ = ["WALSConfig", "WALSParameters"]
 
-MODES = ("implicit", "explicit")
-REGULARIZATION_SCALINGS = ("none", "count")
-OBSERVED_WEIGHTINGS = ("constant", "linear", "log", "item_power", "proportional")
-DTYPES = ("float32", "float64")
-SOLVERS = ("cholesky", "cg")
-KERNELS = ("auto", "fused", "graph")
+Mode = Literal["implicit", "explicit"]
+RegularizationScaling = Literal["none", "count"]
+ObservedWeighting = Literal["constant", "linear", "log", "item_power", "proportional"]
+Dtype = Literal["float32", "float64"]
+Solver = Literal["cholesky", "cg"]
+Kernel = Literal["auto", "fused", "graph"]
+MODES = get_args(Mode)
+REGULARIZATION_SCALINGS = get_args(RegularizationScaling)
+OBSERVED_WEIGHTINGS = get_args(ObservedWeighting)
+DTYPES = get_args(Dtype)
+SOLVERS = get_args(Solver)
+KERNELS = get_args(Kernel)
 
 
 # --------------------------------------------------------------------------------------------
@@ -32,8 +39,7 @@ KERNELS = ("auto", "fused", "graph")
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class WALSConfig:
+class WALSConfig(_Section):
     """Hyperparameters of WALS.
 
     Attributes:
@@ -84,121 +90,66 @@ class WALSConfig:
             fused if it builds, else graph with a warning.
     """
 
-    n_factors: int = 64
-    regularization: float = 0.05
-    regularization_scaling: str = "none"
-    mode: str = "implicit"
-    unobserved_weight: float = 1.0
-    observed_weighting: str = "linear"
-    alpha: float = 10.0
-    epsilon: float = 1.0
-    item_weight_exponent: float = 0.08
+    section: ClassVar[str] = "wals"
+    n_factors: int = Field(default=64, ge=1)
+    regularization: float = Field(default=0.05, gt=0.0, allow_inf_nan=False)
+    regularization_scaling: RegularizationScaling = "none"
+    mode: Mode = "implicit"
+    unobserved_weight: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
+    observed_weighting: ObservedWeighting = "linear"
+    alpha: float = Field(default=10.0, ge=0.0, allow_inf_nan=False)
+    epsilon: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
+    item_weight_exponent: float = Field(default=0.08, allow_inf_nan=False)
     use_biases: bool = False
-    epochs: int = 15
-    init_scale: float = 0.1
-    seed: int = 42
-    max_chunk_elements: int = 262144
-    dtype: str = "float32"
-    solver: str = "cholesky"
-    cg_steps: int = 3
+    epochs: int = Field(default=15, ge=1)
+    init_scale: float = Field(default=0.1, gt=0.0, allow_inf_nan=False)
+    seed: int = Field(default=42, ge=0)
+    max_chunk_elements: int = Field(default=262144, ge=1)
+    dtype: Dtype = "float32"
+    solver: Solver = "cholesky"
+    cg_steps: int = Field(default=3, ge=1)
     jit_compile: bool = True
-    parallel_chunks: int = 0
-    kernel: str = "auto"
+    parallel_chunks: int = Field(default=0, ge=0)
+    kernel: Kernel = "auto"
 
-    def __post_init__(self) -> None:
-        self.validate()
-        # YAML gives 1 for 1.0 and numpy gives np.float64: store plain Python types so that
-        # to_dict() is JSON-able and equal configs compare equal.
-        for config_field in dataclasses.fields(self):
-            value = getattr(self, config_field.name)
-            if config_field.type == "float":
-                setattr(self, config_field.name, float(value))
-            elif config_field.type == "int":
-                setattr(self, config_field.name, int(value))
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> WALSConfig:
-        """Build and validate a config from a mapping (e.g. a YAML section).
-
-        Args:
-            values: field name -> value; missing fields keep their defaults.
-
-        Returns:
-            The validated config.
-
-        Raises:
-            ConfigError: `values` is not a mapping, has unknown keys, or a value is invalid.
-        """
-        if not isinstance(values, Mapping):
-            raise ConfigError(
-                f"WALS config must be a mapping of key -> value, got {type(values).__name__}"
-            )
-        reject_unknown_keys("WALS config", values, cls)
-        return cls(**dict(values))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config as a plain dict (JSON- and YAML-able), the inverse of `from_dict`."""
-        return dataclasses.asdict(self)
-
-    def validate(self) -> None:
-        """Check every field's type and range.
-
-        Raises:
-            ConfigError: naming the first invalid key, its value and what is allowed.
-        """
-        _check_int("n_factors", self.n_factors, minimum=1)
-        _check_number("regularization", self.regularization, positive=True)
-        _check_choice(
-            "regularization_scaling", self.regularization_scaling, REGULARIZATION_SCALINGS
-        )
-        _check_choice("mode", self.mode, MODES)
-        _check_number("unobserved_weight", self.unobserved_weight)
-        _check_choice("observed_weighting", self.observed_weighting, OBSERVED_WEIGHTINGS)
-        _check_number("alpha", self.alpha)
-        _check_number("epsilon", self.epsilon, positive=True)
-        _check_number("item_weight_exponent", self.item_weight_exponent, allow_negative=True)
-        if not isinstance(self.use_biases, bool):
-            raise ConfigError(f"use_biases must be true or false, got {self.use_biases!r}")
-        _check_int("epochs", self.epochs, minimum=1)
-        _check_number("init_scale", self.init_scale, positive=True)
-        _check_int("seed", self.seed, minimum=0)
-        _check_int("max_chunk_elements", self.max_chunk_elements, minimum=1)
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("solver", self.solver, SOLVERS)
-        _check_int("cg_steps", self.cg_steps, minimum=1)
-        if not isinstance(self.jit_compile, bool):
-            raise ConfigError(f"jit_compile must be true or false, got {self.jit_compile!r}")
-        _check_int("parallel_chunks", self.parallel_chunks, minimum=0)
-        _check_choice("kernel", self.kernel, KERNELS)
+    @model_validator(mode="after")
+    def _something_is_learned(self) -> WALSConfig:
         if self.alpha == 0 and self.unobserved_weight == 0:
-            raise ConfigError(
+            raise config_error(
                 "alpha and unobserved_weight are both 0, so every entry has weight 0 and nothing "
                 "is learned; set alpha > 0 or unobserved_weight > 0"
             )
+        return self
+
+
+class _WALSSection(_Section):
+    section: ClassVar[str] = "wals"
+
+
+def _auto_allowed(config_class: type[_Section], name: str) -> type[_Section]:
+    """A model with `config_class`'s fields and checks (its cross-key rules aside), where a key
+    of `AUTO_KEYS` may also be `auto`."""
+    fields: dict[str, Any] = {}
+    for key, info in config_class.model_fields.items():
+        if key in AUTO_KEYS:
+            checked = info.annotation
+            if info.metadata:  # the bounds (ge, gt, ...) apply to the value, not to `auto`
+                checked = Annotated[(info.annotation, *info.metadata)]
+            fields[key] = (Union[Literal[AUTO], checked], info.default)  # noqa: UP007
+        else:
+            fields[key] = (info.annotation, info)
+    return create_model(name, __base__=_WALSSection, __module__=__name__, **fields)
+
+
+WALSParameters = _auto_allowed(WALSConfig, "WALSParameters")
+"""The `wals:` section as a config file holds it (the trainer's step parameter): every
+WALSConfig key with its checks, and the keys of `walsrec.profile.AUTO_KEYS` may be `auto`,
+chosen from the data profile by `walsrec.profile.resolve_auto` before the WALSConfig is built."""
 
 
 def _check_int(key: str, value: Any, *, minimum: int) -> None:
-    # bool is an int subclass; `n_factors: true` in a YAML file is a mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+    """Raise ConfigError unless `value` is an integer >= minimum (`walsrec.wals`'s thread
+    settings, which are arguments rather than config keys)."""
+    # bool is an int subclass; `intra_op=True` is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_number(
-    key: str, value: Any, *, positive: bool = False, allow_negative: bool = False
-) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise ConfigError(f"{key} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigError(f"{key} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ConfigError(f"{key} must be > 0, got {value!r}")
-    if not positive and not allow_negative and value < 0:
-        raise ConfigError(f"{key} must be >= 0, got {value!r}")
-
-
-def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        allowed = ", ".join(repr(choice) for choice in choices)
-        raise ConfigError(f"{key} must be one of {allowed}, got {value!r}")

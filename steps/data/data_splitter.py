@@ -15,8 +15,8 @@ logger = logging.getLogger(__name__)
 @step
 def data_splitter(
     interactions: Interactions,
-    split: dict,
-    preprocess: dict,
+    split: SplitConfig,
+    preprocess: PreprocessConfig,
     test_interactions: Interactions | None = None,
 ) -> Annotated[Dataset, "dataset"]:
     """Build the dataset: filter by minimum counts, split, index ids.
@@ -32,8 +32,8 @@ def data_splitter(
     """
     dataset = build_dataset(
         interactions,
-        split=SplitConfig(**split),
-        preprocess=PreprocessConfig(**preprocess),
+        split=SplitConfig.from_dict(split),
+        preprocess=PreprocessConfig.from_dict(preprocess),
         test_interactions=test_interactions,
     )
     logger.info("dataset: %s", dataset.stats)

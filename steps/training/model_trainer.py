@@ -14,7 +14,7 @@ from walsrec.data import Dataset
 from walsrec.model import RecommenderModel
 from walsrec.profile import DataProfile, resolve_auto
 from walsrec.training import train_model
-from walsrec.wals_config import WALSConfig
+from walsrec.wals_config import WALSConfig, WALSParameters
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +22,9 @@ logger = logging.getLogger(__name__)
 @step
 def model_trainer(
     dataset: Dataset,
-    wals: dict,
+    wals: WALSParameters,
     evaluation: EvaluationConfig,
-    bayes: dict | None = None,
+    bayes: BayesConfig | None = None,
     profile: DataProfile | None = None,
 ) -> Annotated[
     RecommenderModel, ArtifactConfig(name="recommender", artifact_type=ArtifactType.MODEL)
@@ -33,7 +33,7 @@ def model_trainer(
 
     Args:
         dataset: the split dataset.
-        wals: the `wals:` section of the config (every WALSConfig field).
+        wals: the `wals:` section of the config (every WALSConfig field, or `auto`).
         evaluation: the `evaluation:` section (k, and whether to track validation per epoch).
         bayes: the `bayes:` section (posterior averaging; None or 0 samples: plain WALS).
         profile: the data profile; a `wals:` value set to `auto` is chosen from it by the
@@ -42,7 +42,7 @@ def model_trainer(
     Returns:
         The trained model as plain files (factors .npy, vocabularies JSON).
     """
-    wals, chosen = resolve_auto(wals, profile)
+    wals, chosen = resolve_auto(WALSParameters.from_dict(wals).to_dict(), profile)
     for key, choice in chosen.items():
         logger.info("wals.%s = %s (auto: %s)", key, choice["value"], choice["reason"])
     config = WALSConfig.from_dict(wals)

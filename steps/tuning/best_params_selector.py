@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 @step(enable_cache=False)
 def best_params_selector(
-    study: dict, tuning: dict
+    study: dict, tuning: TuningConfig
 ) -> tuple[
     Annotated[dict, "best_params"],
     Annotated[HTMLString, "trials_table"],

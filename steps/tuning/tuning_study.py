@@ -28,7 +28,7 @@ def tuning_study(
     split: dict,
     wals: dict,
     blend: dict,
-    tuning: dict,
+    tuning: TuningConfig,
     bayes: dict | None = None,
 ) -> Annotated[dict, "study"]:
     """Create the study or load it (a rerun resumes it) and top up its trial queue.

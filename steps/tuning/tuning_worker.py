@@ -51,7 +51,7 @@ def tuning_worker(
     study: dict,
     wals: dict,
     blend: dict,
-    tuning: dict,
+    tuning: TuningConfig,
     worker_index: int,
     bayes: dict | None = None,
 ) -> Annotated[dict, "worker_summary"]:

@@ -191,14 +191,96 @@ def test_a_typo_is_reported_before_data_tensorflow_or_zenml(tmp_path: Path) -> N
 BAD_VALUES = [
     ("train", "promotion", "metric", "rsme", "parameters.promotion.metric: 'rsme' is not a metric"),
     ("train", "promotion", "metric", "ndcg@5", "(evaluation.k is 10); did you mean ndcg@10?"),
-    ("train", "split", "method", "tempral", "parameters.split.method: 'tempral' is not one of"),
-    ("train", "split", "test_ratio", 2.0, "parameters.split.test_ratio: 2.0 must be in [0, 1)"),
-    ("train", "preprocess", "min_user_interactions", 0, "preprocess.min_user_interactions: 0"),
-    ("train", "wals", "n_factors", -1, "parameters.wals: n_factors must be an integer >= 1"),
+    (
+        "train",
+        "split",
+        "method",
+        "tempral",
+        "parameters.split.method: Input should be 'random', 'temporal' or 'file', got 'tempral'",
+    ),
+    (
+        "train",
+        "split",
+        "test_ratio",
+        2.0,
+        "parameters.split.test_ratio: Input should be less than 1, got 2.0",
+    ),
+    ("train", "split", "seed", "42", "parameters.split.seed: Input should be a valid integer"),
+    (
+        "train",
+        "preprocess",
+        "min_user_interactions",
+        0,
+        "parameters.preprocess.min_user_interactions: Input should be greater than or equal to 1,"
+        " got 0",
+    ),
+    (
+        "train",
+        "wals",
+        "n_factors",
+        -1,
+        "parameters.wals.n_factors: Input should be 'auto' or greater than or equal to 1, got -1",
+    ),
+    (
+        "train",
+        "wals",
+        "solver",
+        "lu",
+        "parameters.wals.solver: Input should be 'cholesky' or 'cg', got 'lu'",
+    ),
     ("train", "evaluation", "k", "ten", "parameters.evaluation.k: Input should be a valid integer"),
     ("train", "data", "format", "xlsx", "parameters.data.format: Input should be 'auto', 'csv'"),
     ("train", "output", "exclude_seen", "yes", "parameters.output.exclude_seen: Input should be"),
     ("deployment", "bento", "build", "no", "parameters.bento.build: Input should be a valid bool"),
+    (
+        "tune",
+        "blend",
+        "method",
+        "eas",
+        "parameters.blend.method: Input should be 'auto', 'ease' or 'knn', got 'eas'",
+    ),
+    (
+        "tune",
+        "blend",
+        "item_item_weight",
+        1.5,
+        "parameters.blend.item_item_weight: Input should be less than 1, got 1.5",
+    ),
+    (
+        "tune",
+        "tuning",
+        "n_workers",
+        0,
+        "parameters.tuning.n_workers: Input should be greater than or equal to 1, got 0",
+    ),
+    (
+        "tune",
+        "tuning",
+        "objective",
+        "ndcg",
+        "parameters.tuning.objective: 'ndcg' is not a tuning objective; use one of",
+    ),
+    (
+        "tune",
+        "tuning",
+        "search_space",
+        {"alpha": {"type": "float", "low": 0, "high": 2, "log": True}},
+        "parameters.tuning.search_space.alpha: a log scale needs low > 0, got 0",
+    ),
+    (
+        "tune_rating",
+        "bayes",
+        "burn_in",
+        -1,
+        "parameters.bayes.burn_in: Input should be greater than or equal to 0, got -1",
+    ),
+    (
+        "tune_rating",
+        "bayes",
+        "noise_precision",
+        "high",
+        "parameters.bayes.noise_precision: Input should be a valid number, got 'high'",
+    ),
 ]
 
 
@@ -223,16 +305,45 @@ def test_a_bad_value_stops_the_command_before_data_is_read(
     assert result["imported"] == []
 
 
+def test_yaml_integers_are_accepted_for_float_keys(tmp_path: Path) -> None:
+    """Strict types, but `regularization: 300` is the float 300.0, as YAML users write it."""
+    content = run.load_config(run.CONFIGS / "tune.yaml")
+    parameters = content["parameters"]
+    parameters["wals"]["regularization"] = 300
+    parameters["split"]["test_ratio"] = 0
+    parameters["blend"]["item_item_l2"] = 500
+    parameters["bayes"] = {"noise_precision": 2, "hyperprior_scale": 1}
+    check_parameters(parameters, run.PIPELINES["tune"])
+
+
 def test_step_parameters_are_the_typed_sections() -> None:
     """ZenML stores a pydantic-typed step parameter with every default and hands the step the
-    model: the promoter, evaluator, trainer and writer take their sections typed."""
-    from steps import model_evaluator, model_promoter, model_trainer, recommendation_writer
+    model: the splitter, promoter, evaluator, trainer and writer take their sections typed."""
+    from steps import (
+        data_splitter,
+        model_evaluator,
+        model_promoter,
+        model_trainer,
+        recommendation_writer,
+    )
     from walsrec.config import EvaluationConfig, OutputConfig, PromotionConfig
+    from walsrec.data import PreprocessConfig, SplitConfig
+    from walsrec.wals_config import WALSParameters
 
     for step_obj, name, cls in (
+        (model_trainer, "wals", WALSParameters),
+        (data_splitter, "split", SplitConfig),
+        (data_splitter, "preprocess", PreprocessConfig),
         (model_promoter, "promotion", PromotionConfig),
         (model_evaluator, "evaluation", EvaluationConfig),
         (model_trainer, "evaluation", EvaluationConfig),
         (recommendation_writer, "output", OutputConfig),
     ):
         assert step_obj.entrypoint_definition.inputs[name].annotation is cls
+    from steps import best_params_selector, tuning_study, tuning_worker
+    from walsrec.bayes import BayesConfig
+    from walsrec.tuning_config import TuningConfig
+
+    assert model_trainer.entrypoint_definition.inputs["bayes"].annotation == BayesConfig | None
+    for step_obj in (tuning_study, tuning_worker, best_params_selector):
+        assert step_obj.entrypoint_definition.inputs["tuning"].annotation is TuningConfig

@@ -93,10 +93,10 @@ def test_auto_uses_ease_where_it_fits_and_knn_above(small) -> None:
     assert item_item_matrix(small, BlendConfig(method="ease", max_items=100)) is None
     ease = item_item_matrix(small, BlendConfig(item_item_l2=50.0))
     assert ease.nnz > small.shape[1] ** 2 // 2  # dense EASE, stored as CSR
-    with pytest.raises(ConfigError, match="blend.method"):
-        BlendConfig(method="ann")
-    with pytest.raises(ConfigError, match="blend.neighbors"):
-        BlendConfig(neighbors=0)
+    with pytest.raises(ConfigError, match="blend.method: Input should be 'auto', 'ease' or 'knn'"):
+        BlendConfig.from_dict({"method": "ann"})
+    with pytest.raises(ConfigError, match="blend.neighbors: Input should be greater than or"):
+        BlendConfig.from_dict({"neighbors": 0})
 
 
 @pytest.mark.parametrize("method", ["knn", "ease"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import tensorflow as tf
+from pydantic import ValidationError
 
 from walsrec import native
 from walsrec.errors import ConfigError, DataError, WalsrecError
@@ -380,32 +382,54 @@ def test_history_logging_progress_and_early_stop(caplog: pytest.LogCaptureFixtur
 
 @pytest.mark.parametrize("value", [0.0, -1.0])
 def test_rejects_non_positive_regularization(value: float) -> None:
-    with pytest.raises(ConfigError, match=r"regularization must be > 0, got -?[01]\.0"):
-        WALSConfig(regularization=value)
-    with pytest.raises(ConfigError, match="regularization"):
+    with pytest.raises(
+        ConfigError, match=r"wals.regularization: Input should be greater than 0, got -?[01]\.0"
+    ):
         WALSConfig.from_dict({"regularization": value})
+    with pytest.raises(ValidationError, match="regularization"):  # built directly: pydantic's
+        WALSConfig(regularization=value)
 
 
 def test_rejects_unknown_key_and_bad_choices() -> None:
-    with pytest.raises(ConfigError, match=r"n_factor\b.*valid keys are .*n_factors"):
+    with pytest.raises(ConfigError, match=r"wals.n_factor: unknown key; did you mean n_factors"):
         WALSConfig.from_dict({"n_factor": 8})
-    with pytest.raises(ConfigError, match=r"mode must be one of 'implicit', 'explicit', got 'x'"):
-        WALSConfig(mode="x")
+    with pytest.raises(
+        ConfigError, match=r"mode: Input should be 'implicit' or 'explicit', got 'x'"
+    ):
+        WALSConfig.from_dict({"mode": "x"})
     with pytest.raises(ConfigError, match="observed_weighting"):
         WALSConfig.from_dict({"observed_weighting": "sqrt"})
-    with pytest.raises(ConfigError, match="n_factors must be an integer >= 1, got 0"):
-        WALSConfig(n_factors=0)
-    with pytest.raises(ConfigError, match="unobserved_weight must be >= 0"):
-        WALSConfig(unobserved_weight=-0.5)
+    with pytest.raises(ConfigError, match="n_factors: Input should be greater than or equal to 1"):
+        WALSConfig.from_dict({"n_factors": 0})
+    with pytest.raises(ConfigError, match="n_factors: Input should be a valid integer, got True"):
+        WALSConfig.from_dict({"n_factors": True})
+    with pytest.raises(ConfigError, match="unobserved_weight: Input should be greater than or"):
+        WALSConfig.from_dict({"unobserved_weight": -0.5})
     with pytest.raises(ConfigError, match="dtype"):
-        WALSConfig(dtype="float16")
-    with pytest.raises(ConfigError, match="alpha and unobserved_weight are both 0"):
-        WALSConfig(alpha=0.0, unobserved_weight=0.0)
+        WALSConfig.from_dict({"dtype": "float16"})
+    with pytest.raises(ConfigError, match="^wals: alpha and unobserved_weight are both 0"):
+        WALSConfig.from_dict({"alpha": 0.0, "unobserved_weight": 0.0})
     config = WALSConfig()
     assert WALSConfig.from_dict(config.to_dict()) == config
-    config.epochs = 0  # mutated after construction: train_wals validates again
-    with pytest.raises(ConfigError, match="epochs"):
-        train_wals(sp.csr_matrix(np.eye(3, dtype=np.float32)), config)
+    with pytest.raises(ValidationError, match="frozen"):
+        config.epochs = 0  # a config is checked once, when built, and never changes
+
+
+def test_config_takes_yaml_and_numpy_numbers_as_python_ones() -> None:
+    """`regularization: 300` in YAML is the float 300.0 (so a saved config's JSON is the same
+    as for 300.0); numpy's numbers (profile rules, tests) become Python's."""
+    config = WALSConfig.from_dict(
+        {"regularization": 300, "alpha": np.float32(2.0), "n_factors": np.int64(8)}
+    )
+    assert config.to_dict()["regularization"] == 300.0
+    assert [type(config.regularization), type(config.alpha), type(config.n_factors)] == [
+        float,
+        float,
+        int,
+    ]
+    assert json.dumps(config.to_dict()) == json.dumps(
+        WALSConfig(regularization=300.0, alpha=2.0, n_factors=8).to_dict()
+    )
 
 
 @pytest.mark.parametrize(
@@ -520,14 +544,14 @@ def test_cg_warm_start_converges_with_few_steps() -> None:
 
 
 def test_solver_keys_are_validated() -> None:
-    with pytest.raises(ConfigError, match="solver must be one of 'cholesky', 'cg', got 'lu'"):
+    with pytest.raises(ConfigError, match="solver: Input should be 'cholesky' or 'cg', got 'lu'"):
         WALSConfig.from_dict({"solver": "lu"})
-    with pytest.raises(ConfigError, match="cg_steps must be an integer >= 1, got 0"):
-        WALSConfig(solver="cg", cg_steps=0)
-    with pytest.raises(ConfigError, match="jit_compile must be true or false"):
-        WALSConfig(jit_compile="yes")
+    with pytest.raises(ConfigError, match="cg_steps: Input should be greater than or equal to 1"):
+        WALSConfig.from_dict({"solver": "cg", "cg_steps": 0})
+    with pytest.raises(ConfigError, match="jit_compile: Input should be a valid boolean"):
+        WALSConfig.from_dict({"jit_compile": "yes"})
     with pytest.raises(ConfigError, match="parallel_chunks"):
-        WALSConfig(parallel_chunks=-1)
+        WALSConfig.from_dict({"parallel_chunks": -1})
     assert WALSConfig().solver == "cholesky"  # the exact solve stays the default
 
 
@@ -614,9 +638,9 @@ def test_kernel_auto_falls_back_when_the_fused_kernel_cannot_be_built(
 
 def test_kernel_is_validated() -> None:
     with pytest.raises(
-        ConfigError, match="kernel must be one of 'auto', 'fused', 'graph', got 'c'"
+        ConfigError, match="kernel: Input should be 'auto', 'fused' or 'graph', got 'c'"
     ):
-        WALSConfig(kernel="c")
+        WALSConfig.from_dict({"kernel": "c"})
     assert WALSConfig().kernel == "auto"
 
 

@@ -4,6 +4,7 @@ posterior averaging."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import yaml
 
 from walsrec.bayes import BayesConfig, train_bayes
 from walsrec.data import SplitConfig, build_dataset, load_source
@@ -81,11 +83,37 @@ def test_search_space_from_yaml_values_and_errors() -> None:
         SearchSpace.from_dict({"n_factor": {"type": "int", "low": 1, "high": 2}})
     with pytest.raises(ConfigError, match="log scale needs low > 0"):
         SearchSpace.from_dict({"alpha": {"type": "float", "low": 0, "high": 2, "log": True}})
-    with pytest.raises(ConfigError, match="tuning.objective"):
+    with pytest.raises(ConfigError, match="tuning.objective: 'accuracy' is not a tuning obj"):
         TuningConfig.from_dict({"objective": "accuracy"})
-    with pytest.raises(ConfigError, match="unknown tuning key"):
+    with pytest.raises(ConfigError, match="tuning.n_trails: unknown key; did you mean n_trials?"):
         TuningConfig.from_dict({"n_trails": 5})
+    with pytest.raises(ConfigError, match="tuning.n_trials: Input should be greater than or eq"):
+        TuningConfig.from_dict({"n_trials": 0})
+    with pytest.raises(ConfigError, match=r"tuning: grace_period \(10\) must exceed heartbeat"):
+        TuningConfig.from_dict({"grace_period": 10, "heartbeat_interval": 10})
+    with pytest.raises(ConfigError, match="tuning.report_every: Input should be 'auto' or"):
+        TuningConfig.from_dict({"report_every": "sometimes"})
+    assert TuningConfig.from_dict({"report_every": "auto", "timeout": 60}).timeout == 60.0
     assert TuningConfig.from_dict({"objective": "rmse"}).direction == "minimize"
+
+
+def test_tuning_config_is_stored_as_written_and_read_back_equal() -> None:
+    """As a step parameter ZenML stores the section as JSON and validates it again: the search
+    space is written the way the config writes it, and comes back as the same config (and so
+    the same study name)."""
+    content = yaml.safe_load((Path(__file__).parents[2] / "configs" / "tune.yaml").read_text())
+    config = TuningConfig.from_dict(content["parameters"]["tuning"])
+    stored = json.loads(json.dumps(config.model_dump(mode="json")))
+    assert stored["search_space"]["n_factors"] == {
+        "type": "int",
+        "low": 0.5,
+        "high": 3.0,
+        "log": False,
+        "step": 8,
+        "relative": True,
+    }
+    again = TuningConfig.model_validate(stored)
+    assert again == config and again.to_dict() == config.to_dict()
 
 
 def test_storage_resolution_and_password_never_shown(monkeypatch, tmp_path: Path) -> None:
@@ -101,7 +129,7 @@ def test_storage_resolution_and_password_never_shown(monkeypatch, tmp_path: Path
 
 def test_study_name_is_stable_and_ignores_the_budget() -> None:
     config = TuningConfig.from_dict({"search_space": SPACE, "n_trials": 5})
-    bigger = dataclasses.replace(config, n_trials=50, timeout=60)
+    bigger = config.model_copy(update={"n_trials": 50, "timeout": 60.0})
     name = derive_study_name(config, FAST_WALS, {}, {"seed": 42}, "ml-100k")
     assert name == derive_study_name(bigger, FAST_WALS, {}, {"seed": 42}, "ml-100k")
     assert name != derive_study_name(config, FAST_WALS, {}, {"seed": 7}, "ml-100k")
@@ -360,8 +388,8 @@ def test_a_new_study_starts_with_the_base_values_in_the_search_domain(tmp_path: 
     assert [t.user_attrs.get("baseline", False) for t in study.trials] == [True, False, False]
     assert seen[1] != seen[0] and len(study.trials) == 3
     # A resumed study is topped up with sampled trials only: the baseline ran once.
-    prepare_study(storage, "s", dataclasses.replace(config, n_trials=4), baseline)
-    run_worker(storage, "s", objective, dataclasses.replace(config, n_trials=4))
+    prepare_study(storage, "s", config.model_copy(update={"n_trials": 4}), baseline)
+    run_worker(storage, "s", objective, config.model_copy(update={"n_trials": 4}))
     study = optuna.load_study(study_name="s", storage=storage)
     assert sum(t.user_attrs.get("baseline", False) for t in study.trials) == 1
 

@@ -6,18 +6,16 @@ loops over users or rows in Python, so 20 million interactions split in seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from walsrec.errors import ConfigError
-
-SPLIT_METHODS = ("random", "temporal", "file")
+from walsrec.config import _Section
 
 
-@dataclass(frozen=True)
-class SplitConfig:
-    """How interactions are split into train, validation and test.
+class SplitConfig(_Section):
+    """The `split:` section: how interactions are split into train, validation and test.
 
     Attributes:
         method: "random" (per-user stratified), "temporal" (per-user leave-last-n) or "file"
@@ -32,41 +30,26 @@ class SplitConfig:
         seed: Seed of every random choice; the same seed and input give the same split.
     """
 
-    method: str = "random"
-    test_ratio: float = 0.25
-    leave_last_n: int = 1
-    validation_ratio: float = 0.0
+    section: ClassVar[str] = "split"
+    method: Literal["random", "temporal", "file"] = "random"
+    test_ratio: float = Field(default=0.25, ge=0.0, lt=1.0)
+    leave_last_n: int = Field(default=1, ge=1)
+    validation_ratio: float = Field(default=0.0, ge=0.0, lt=1.0)
     seed: int = 42
 
-    def __post_init__(self) -> None:
-        if self.method not in SPLIT_METHODS:
-            raise ConfigError(
-                f"split.method: {self.method!r} is not one of {', '.join(SPLIT_METHODS)}"
-            )
-        if not 0.0 <= self.test_ratio < 1.0:
-            raise ConfigError(f"split.test_ratio: {self.test_ratio} must be in [0, 1)")
-        if not 0.0 <= self.validation_ratio < 1.0:
-            raise ConfigError(f"split.validation_ratio: {self.validation_ratio} must be in [0, 1)")
-        if self.leave_last_n < 1:
-            raise ConfigError(f"split.leave_last_n: {self.leave_last_n} must be at least 1")
 
-
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """Minimum interaction counts, applied iteratively (k-core) to the training input.
+class PreprocessConfig(_Section):
+    """The `preprocess:` section: minimum interaction counts, applied iteratively (k-core) to
+    the training input.
 
     Attributes:
         min_user_interactions: Users with fewer interactions are removed.
         min_item_interactions: Items with fewer interactions are removed.
     """
 
-    min_user_interactions: int = 1
-    min_item_interactions: int = 1
-
-    def __post_init__(self) -> None:
-        for name in ("min_user_interactions", "min_item_interactions"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"preprocess.{name}: {getattr(self, name)} must be at least 1")
+    section: ClassVar[str] = "preprocess"
+    min_user_interactions: int = Field(default=1, ge=1)
+    min_item_interactions: int = Field(default=1, ge=1)
 
 
 def k_core_mask(
