@@ -132,8 +132,16 @@ class OnlineRecommender:
         The model's own scores (`score_rows`, blended), as evaluation and batch inference."""
         scores = self.model.score_users(users)
         if exclude_seen:
-            seen = self.seen[users]
-            scores[np.repeat(np.arange(users.size), np.diff(seen.indptr)), seen.indices] = -np.inf
+            # Straight from the CSR arrays: scipy's row indexing (`seen[users]`) cost about
+            # 40 us, a tenth of a one-user request on a 3,706-item catalogue.
+            indptr, indices = self.seen.indptr, self.seen.indices
+            starts, lengths = indptr[users], indptr[users + 1] - indptr[users]
+            if users.size == 1:
+                scores[0, indices[starts[0] : starts[0] + lengths[0]]] = -np.inf
+            else:
+                rows = np.repeat(np.arange(users.size), lengths)
+                offsets = np.arange(rows.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+                scores[rows, indices[np.repeat(starts, lengths) + offsets]] = -np.inf
         return scores
 
     def recommend_for_items(
