@@ -12,6 +12,15 @@
 //   returns the first such row (or -1), and the caller raises.
 // walsrec_top_n_csr: the n largest stored entries of every CSR row, ties to the earlier stored
 //   entry, as a keep mask over the entries (walsrec.itemknn.top_n_per_row's rule).
+// walsrec_ranked_top_k: top_k's result when every row has the same scores (popularity): the
+//   caller ranks the items once (best first, ties to the lower index), and each row walks that
+//   order past its excluded or disallowed items, marked in a per-thread byte map, until it has
+//   k; O(k + the row's excluded items) per row instead of a pass over the catalogue.
+// walsrec_observed_sums_f32 / _f64: per CSR row u, the sums over its stored entries (u, i) of
+//   (w0 + extra) (t - p)^2 and of p^2, with p = x_u . y_i accumulated in float64 from factors
+//   in the training dtype (the WALS objective's observed part; the caller sums the rows, so the
+//   total does not depend on the threads). Float32 factors are half the memory traffic of
+//   the item rows gathered per entry, and convert to float64 exactly.
 //
 // Rows are split into contiguous ranges over `n_threads` std::threads.
 
@@ -160,9 +169,93 @@ int64_t top_k(const T* scores, int64_t n_rows, int64_t n_items, int64_t k,
   });
 }
 
+template <typename T>
+int64_t observed_sums(const T* users, const T* items, int64_t n_rows, int64_t dim,
+                      const int64_t* indptr, const int32_t* indices, const T* extra,
+                      const T* targets, double unobserved_weight, double* out_error,
+                      double* out_squared, int n_threads) {
+  return over_threads(n_rows, n_threads, [&](int64_t begin, int64_t end) -> int64_t {
+    for (int64_t row = begin; row < end; ++row) {
+      const T* x = users + row * dim;
+      double error = 0.0;
+      double squared = 0.0;
+      for (int64_t entry = indptr[row]; entry < indptr[row + 1]; ++entry) {
+        const T* y = items + static_cast<int64_t>(indices[entry]) * dim;
+        double p = 0.0;
+#pragma omp simd reduction(+ : p)
+        for (int64_t j = 0; j < dim; ++j) p += static_cast<double>(x[j]) * y[j];
+        const double t = targets == nullptr ? 1.0 : static_cast<double>(targets[entry]);
+        const double residual = t - p;
+        error += (unobserved_weight + static_cast<double>(extra[entry])) * residual * residual;
+        squared += p * p;
+      }
+      out_error[row] = error;
+      out_squared[row] = squared;
+    }
+    return int64_t{-1};
+  });
+}
+
 }  // namespace
 
 extern "C" {
+
+int64_t walsrec_ranked_top_k(const int64_t* order, const float* item_scores, int64_t n_items,
+                             int64_t n_rows, int64_t k, const int64_t* exclude_indptr,
+                             const int32_t* exclude_indices, const uint8_t* allowed,
+                             int64_t* out_items, float* out_scores, int n_threads) {
+  const float negative_infinity = -std::numeric_limits<float>::infinity();
+  return over_threads(n_rows, n_threads, [&](int64_t begin, int64_t end) -> int64_t {
+    std::vector<uint8_t> excluded(static_cast<size_t>(n_items), 0);
+    for (int64_t row = begin; row < end; ++row) {
+      if (exclude_indptr != nullptr) {
+        for (int64_t e = exclude_indptr[row]; e < exclude_indptr[row + 1]; ++e) {
+          excluded[exclude_indices[e]] = 1;
+        }
+      }
+      int64_t* items = out_items + row * k;
+      float* best = out_scores + row * k;
+      int64_t size = 0;
+      for (int64_t rank = 0; rank < n_items && size < k; ++rank) {
+        const int64_t item = order[rank];
+        const float score = item_scores[item];
+        if (score == negative_infinity) break;  // ranked best first: only -inf follows
+        if (excluded[item] || (allowed != nullptr && !allowed[item])) continue;
+        items[size] = item;
+        best[size] = score;
+        ++size;
+      }
+      for (; size < k; ++size) {
+        items[size] = -1;
+        best[size] = negative_infinity;
+      }
+      if (exclude_indptr != nullptr) {
+        for (int64_t e = exclude_indptr[row]; e < exclude_indptr[row + 1]; ++e) {
+          excluded[exclude_indices[e]] = 0;
+        }
+      }
+    }
+    return int64_t{-1};
+  });
+}
+
+int64_t walsrec_observed_sums_f32(const float* users, const float* items, int64_t n_rows,
+                                  int64_t dim, const int64_t* indptr, const int32_t* indices,
+                                  const float* extra, const float* targets,
+                                  double unobserved_weight, double* out_error,
+                                  double* out_squared, int n_threads) {
+  return observed_sums(users, items, n_rows, dim, indptr, indices, extra, targets,
+                       unobserved_weight, out_error, out_squared, n_threads);
+}
+
+int64_t walsrec_observed_sums_f64(const double* users, const double* items, int64_t n_rows,
+                                  int64_t dim, const int64_t* indptr, const int32_t* indices,
+                                  const double* extra, const double* targets,
+                                  double unobserved_weight, double* out_error,
+                                  double* out_squared, int n_threads) {
+  return observed_sums(users, items, n_rows, dim, indptr, indices, extra, targets,
+                       unobserved_weight, out_error, out_squared, n_threads);
+}
 
 int64_t walsrec_top_k_f32(const float* scores, int64_t n_rows, int64_t n_items, int64_t k,
                           const int64_t* exclude_indptr, const int32_t* exclude_indices,
