@@ -241,6 +241,9 @@ def kernels() -> Any:
     library.walsrec_ranked_top_k.restype = int64
     library.walsrec_ranked_top_k.argtypes = [pointer, pointer, int64, int64, int64, pointer]
     library.walsrec_ranked_top_k.argtypes += [pointer, pointer, pointer, pointer, int32]
+    library.walsrec_rank_within_groups.restype = int64
+    library.walsrec_rank_within_groups.argtypes = [pointer, pointer, int64, int64, pointer]
+    library.walsrec_rank_within_groups.argtypes += [pointer, int32]
     for name in ("walsrec_observed_sums_f32", "walsrec_observed_sums_f64"):
         function = getattr(library, name)
         function.restype = int64

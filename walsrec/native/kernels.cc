@@ -16,6 +16,10 @@
 //   caller ranks the items once (best first, ties to the lower index), and each row walks that
 //   order past its excluded or disallowed items, marked in a per-thread byte map, until it has
 //   k; O(k + the row's excluded items) per row instead of a pass over the catalogue.
+// walsrec_rank_within_groups: each row's rank among the rows of its group by an int64 key,
+//   with a counting sort by group and then each group's keys sorted on its own (groups over
+//   threads), instead of one sort of all rows by (group, key). Rows of a group with equal keys
+//   are ranked by row and marked in out_tied; returns how many rows are so marked.
 // walsrec_observed_sums_f32 / _f64: per CSR row u, the sums over its stored entries (u, i) of
 //   (w0 + extra) (t - p)^2 and of p^2, with p = x_u . y_i accumulated in float64 from factors
 //   in the training dtype (the WALS objective's observed part; the caller sums the rows, so the
@@ -25,10 +29,12 @@
 // Rows are split into contiguous ranges over `n_threads` std::threads.
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -237,6 +243,45 @@ int64_t walsrec_ranked_top_k(const int64_t* order, const float* item_scores, int
     }
     return int64_t{-1};
   });
+}
+
+int64_t walsrec_rank_within_groups(const int32_t* groups, const int64_t* keys, int64_t n_rows,
+                                   int64_t n_groups, int64_t* out_rank, uint8_t* out_tied,
+                                   int n_threads) {
+  std::vector<int64_t> starts(static_cast<size_t>(n_groups) + 1, 0);
+  for (int64_t row = 0; row < n_rows; ++row) ++starts[groups[row] + 1];
+  for (int64_t group = 0; group < n_groups; ++group) starts[group + 1] += starts[group];
+  std::vector<int64_t> order(static_cast<size_t>(n_rows));
+  {
+    std::vector<int64_t> next(starts.begin(), starts.end() - 1);
+    for (int64_t row = 0; row < n_rows; ++row) order[next[groups[row]]++] = row;
+  }
+  std::atomic<int64_t> total_tied{0};
+  over_threads(n_groups, n_threads, [&](int64_t begin, int64_t end) {
+    std::vector<std::pair<int64_t, int64_t>> members;
+    int64_t tied = 0;
+    for (int64_t group = begin; group < end; ++group) {
+      const int64_t first = starts[group];
+      const int64_t size = starts[group + 1] - first;
+      members.resize(static_cast<size_t>(size));
+      for (int64_t i = 0; i < size; ++i) {
+        const int64_t row = order[first + i];
+        members[i] = {keys[row], row};
+      }
+      std::sort(members.begin(), members.end());  // equal keys: the lower row first
+      for (int64_t i = 0; i < size; ++i) {
+        const int64_t row = members[i].second;
+        out_rank[row] = i;
+        const bool same_as_previous = i > 0 && members[i].first == members[i - 1].first;
+        const bool same_as_next = i + 1 < size && members[i].first == members[i + 1].first;
+        out_tied[row] = same_as_previous || same_as_next;
+        tied += out_tied[row];
+      }
+    }
+    total_tied += tied;
+    return int64_t{-1};
+  });
+  return total_tied.load();
 }
 
 int64_t walsrec_observed_sums_f32(const float* users, const float* items, int64_t n_rows,
