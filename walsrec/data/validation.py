@@ -299,10 +299,6 @@ class EncodedIds:
         code = int(self.codes[int(row)])
         return None if code < 0 else self.dictionary[code].as_py()
 
-    def strings(self, rows: np.ndarray) -> pa.Array:
-        """The normalized ids of `rows` (none of them null) as a string array."""
-        return self.dictionary.take(pa.array(self.codes[rows]))
-
     def categorical(self, rows: np.ndarray) -> pd.Categorical:
         """The ids of `rows` (none of them null) as a pandas Categorical of str whose
         categories are the ids these rows use, in the dictionary's order."""
@@ -317,7 +313,7 @@ class EncodedIds:
 
 
 def _dictionary_parts(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
-    """int64 codes (-1 for null) and the distinct values, from one dictionary encoding."""
+    """Integer codes (-1 for null) and the distinct values, from one dictionary encoding."""
     if isinstance(values, pa.ChunkedArray):
         if pa.types.is_dictionary(values.type):
             values = values.unify_dictionaries()
@@ -338,8 +334,9 @@ def encode_ids(values: pa.Array | pa.ChunkedArray) -> EncodedIds:
     """`normalize_ids` of a column as codes into its distinct ids.
 
     The column is dictionary-encoded first and only the distinct values are normalized (then
-    re-encoded, as trimming can make two of them equal): at 20M rows with 139k distinct ids
-    about 0.2 s against 1.2 s to cast and trim every row.
+    re-encoded, as trimming can make two of them equal): both id columns of the 20M-row
+    synthetic file (139k and 27k distinct ids) in 0.8 s under profile, against 2.3 s to cast
+    and trim every row.
     """
     codes, distinct = _dictionary_parts(values)
     normalized = normalize_ids(distinct)
@@ -458,8 +455,8 @@ def validate_columns(
 
     Returns:
         A frame with user_id and item_id (Categoricals of str), rating (float32, 1.0 when the
-        source has none)
-        and timestamp (int64, only when present), in file order; and the report. For an event
+        source has none) and timestamp (int64, only when present), in file order; and the
+        report. For an event
         log (``raw.event`` set) there is one row per (user, item) pair, in order of its first
         event: rating is the sum of its events' values, timestamp its latest event's.
 
