@@ -86,7 +86,8 @@ def score_rows(model: Any, users: np.ndarray) -> np.ndarray:
         scores += model.user_bias[users, np.newaxis]
     if scores.dtype != np.float32:  # float64 factors: the sum in float64, then rounded
         return (scores + np.float32(model.global_mean)).astype(np.float32)
-    scores += np.float32(model.global_mean)  # in place: no second block-sized array
+    if model.global_mean != 0:  # implicit models have none: skip a pass over the block
+        scores += np.float32(model.global_mean)  # in place: no second block-sized array
     return scores
 
 

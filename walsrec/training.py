@@ -151,5 +151,7 @@ def evaluate_model(
     predict_fn = model.predict if dataset.has_ratings and explicit else None
     ours = evaluate(model.score_users, dataset.train, held_out, k=k, predict_fn=predict_fn)
     popularity = PopularityModel.fit(dataset.train)
-    baseline = evaluate(popularity.score_users, dataset.train, held_out, k=k)
+    baseline = evaluate(
+        popularity.score_users, dataset.train, held_out, k=k, recommend_fn=popularity.recommend
+    )
     return {"wals": ours, "popularity": baseline}

@@ -71,3 +71,22 @@ def test_evaluate_popularity():
     assert result["precision@1"] == pytest.approx(1 / 2)
     assert result["hit_rate@1"] == pytest.approx(1 / 2)
     assert result["coverage@1"] == pytest.approx(1 / 5)
+
+
+def test_recommend_and_evaluate_through_it_match_the_score_row():
+    """`PopularityModel.recommend` (one ranking for everyone) gives what `recommend` gives over
+    `score_users`, and so does `evaluate` with it as `recommend_fn` (the evaluator's path)."""
+    rng = np.random.default_rng(3)
+    train = scipy.sparse.random(400, 60, density=0.1, format="csr", random_state=4)
+    test = scipy.sparse.random(400, 60, density=0.05, format="csr", random_state=5)
+    test = test - test.multiply(train != 0)  # disjoint, as a split is
+    test.eliminate_zeros()
+    model = PopularityModel.fit(train)
+    users = rng.integers(0, 400, 150)
+    expected = recommend(model.score_users, users, 10, exclude=train, chunk_size=32)
+    got = model.recommend(users, 10, train)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    assert evaluate(model.score_users, train, test, 10, recommend_fn=model.recommend) == evaluate(
+        model.score_users, train, test, 10
+    )

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -285,3 +286,50 @@ def test_a_file_without_the_default_optional_columns_reads_and_says_so(tmp_path)
     assert any("no 'rating' column" in w for w in clicks.report.warnings)
     with pytest.raises(DataError, match=r"'ts' \(columns.timestamp\) not found"):
         load_interactions(tmp_path / "r.csv", columns=ColumnSpec(timestamp="ts"))
+
+
+def test_ids_are_encoded_once_and_read_as_their_normalized_text(tmp_path):
+    """Ids are dictionary-encoded and only the distinct values normalized: ids equal after
+    trimming are one id (a duplicate pair here), integral float ids read as integers, NaN is a
+    missing id, and the frame holds each id column as a Categorical of the ids it uses."""
+    path = tmp_path / "ids.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array([" a", "a", "b ", "c", "zz", "c"]),
+                "item_id": pa.array([1.0, 1.0, 2.0, float("nan"), 3.0, 3.0]),
+                "rating": pa.array([1.0, 2.0, 3.0, 4.0, 5.0, 1.0]),
+            }
+        ),
+        path,
+        row_group_size=2,  # several chunks, as a large file reads
+    )
+    result = load_interactions(path, columns=ColumnSpec(timestamp=None))
+    report = result.report
+    assert report.rejected == {"missing item id": 1}
+    assert report.duplicates_dropped == 1
+    assert_nothing_lost(report)
+    duplicate = [e for e in report.examples if e.reason.startswith("duplicate")][0]
+    assert (duplicate.line, duplicate.value) == (1, "a, 1")
+    frame = result.frame
+    assert frame["user_id"].tolist() == ["a", "b", "zz", "c"]
+    assert frame["item_id"].tolist() == ["1", "2", "3", "3"]
+    assert frame["rating"].tolist() == [2.0, 3.0, 5.0, 1.0]
+    assert isinstance(frame["user_id"].dtype, pd.CategoricalDtype)
+    assert list(frame["user_id"].cat.categories) == ["a", "b", "c", "zz"]  # used ones only
+    assert list(frame["item_id"].cat.categories) == ["1", "2", "3"]
+
+
+def test_dictionary_encoded_parquet_ids_read_like_plain_ones(tmp_path):
+    plain, encoded = tmp_path / "plain.parquet", tmp_path / "encoded.parquet"
+    table = pa.table({"user_id": ["u2", "u1", "u2"], "item_id": ["i1", "i1", "i2"]})
+    pq.write_table(table, plain)
+    pq.write_table(
+        table.set_column(0, "user_id", pa.array(["u2", "u1", "u2"]).dictionary_encode()),
+        encoded,
+    )
+    columns = ColumnSpec(rating=None, timestamp=None)
+    first = load_interactions(plain, columns=columns).frame
+    second = load_interactions(encoded, columns=columns).frame
+    assert first["user_id"].tolist() == second["user_id"].tolist() == ["u2", "u1", "u2"]
+    assert first["item_id"].tolist() == second["item_id"].tolist()

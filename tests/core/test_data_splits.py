@@ -217,3 +217,29 @@ def test_dataset_load_rejects_unknown_format_version(ml100k, tmp_path):
         Dataset.load(tmp_path / "ds")
     with pytest.raises(DataError, match="not a saved dataset"):
         Dataset.load(tmp_path / "nothing-here")
+
+
+def test_native_random_holdout_equals_the_argsort(monkeypatch):
+    """The native rank-within-user (counting sort, then each user's keys) holds out exactly the
+    rows the argsort of (user, random key) does, ties that straddle a cut-off included (then it
+    defers to the argsort)."""
+    from walsrec import native
+    from walsrec.data import splits
+
+    if native.kernels() is None:
+        pytest.skip("no C++ compiler: the native kernels are unavailable")
+    codes = np.random.default_rng(1).integers(0, 3000, 200_000)
+    native_mask = splits.random_holdout(codes, 0.25, np.random.default_rng(7))
+    with monkeypatch.context() as patch:
+        patch.setattr(native, "kernels", lambda: None)
+        numpy_mask = splits.random_holdout(codes, 0.25, np.random.default_rng(7))
+    np.testing.assert_array_equal(native_mask, numpy_mask)
+    # Keys from a tiny range: many ties, some within the cut-off block, some across it.
+    keys = np.random.default_rng(2).integers(0, 4, 2000)
+    small_codes = np.random.default_rng(3).integers(0, 50, 2000)
+    assert splits._native_random_holdout(small_codes, keys, 0.25) is None
+    # Ties on one side of every cut-off: the mask is the argsort's whatever their order.
+    one_user = np.zeros(8, dtype=np.int64)
+    keys = np.array([5, 5, 1, 2, 9, 9, 9, 3], dtype=np.int64)  # cut-off 2: ranks 0, 1 held
+    mask = splits._native_random_holdout(one_user, keys, 0.25)
+    np.testing.assert_array_equal(mask, keys <= 2)

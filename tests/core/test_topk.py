@@ -226,3 +226,50 @@ def test_recommend_over_threads_equals_one_thread():
 
     with pytest.raises(DataError, match="user 100"):
         recommend(failing, np.arange(500), 6, chunk_size=7, threads=2)
+
+
+@pytest.mark.parametrize("native_kernels", [True, False])
+def test_recommend_same_scores_equals_recommend_over_the_broadcast_row(monkeypatch, native_kernels):
+    """Popularity's path (one ranking of the items for every user) returns what `recommend`
+    returns for the same row broadcast to every user: ties to the lower index, seen and
+    disallowed items skipped, -inf never returned, padding when candidates run out."""
+    from walsrec import native
+    from walsrec.topk import recommend_same_scores
+
+    if not native_kernels:
+        monkeypatch.setattr(native, "kernels", lambda: None)
+    elif native.kernels() is None:
+        pytest.skip("no C++ compiler: the native kernels are unavailable")
+    rng = np.random.default_rng(5)
+    for n_users, n_items, density in [(300, 40, 0.3), (50, 6, 0.9), (80, 200, 0.02)]:
+        row = rng.integers(0, 5, n_items).astype(np.float32)  # many ties
+        row[rng.integers(0, n_items, 2)] = -np.inf
+        seen = scipy.sparse.random(
+            n_users, n_items, density=density, format="csr", random_state=n_users
+        )
+        users = rng.integers(0, n_users, 120)
+        allowed = rng.random(n_items) > 0.25
+        for options in ({}, {"exclude": seen}, {"exclude": seen, "allowed": allowed}):
+            for k in (1, 5, n_items + 2):
+                expected = recommend(
+                    lambda chunk, row=row: np.broadcast_to(row, (len(chunk), row.size)),
+                    users,
+                    k,
+                    chunk_size=16,
+                    **options,
+                )
+                got = recommend_same_scores(row, users, k, **options)
+                np.testing.assert_array_equal(got[0], expected[0])
+                np.testing.assert_array_equal(got[1], expected[1])
+
+
+def test_recommend_same_scores_checks_its_arguments():
+    from walsrec.topk import recommend_same_scores
+
+    seen = scipy.sparse.csr_matrix(np.eye(3))
+    with pytest.raises(DataError, match="outside the exclude matrix"):
+        recommend_same_scores(np.ones(3), np.array([5]), 2, exclude=seen)
+    with pytest.raises(DataError, match="NaN"):
+        recommend_same_scores(np.array([1.0, np.nan, 0.0]), np.array([0]), 2, exclude=seen)
+    with pytest.raises(ConfigError):
+        recommend_same_scores(np.ones(3), np.array([0]), 0)

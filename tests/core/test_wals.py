@@ -791,3 +791,27 @@ def test_rows_without_entries_get_exactly_zero_factors(
         assert model.user_bias[17] == 0 and not model.item_bias[[4, 119]].any()
     # Every other row still learned something.
     assert np.all(np.abs(np.delete(model.item_factors, [4, 119], axis=0)).sum(axis=1) > 0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "use_biases", "dtype"),
+    [("implicit", False, "float32"), ("explicit", True, "float64"), ("implicit", True, "float32")],
+)
+def test_native_objective_equals_the_tensorflow_sums(monkeypatch, mode, use_biases, dtype):
+    """The objective's observed sums by the ranking kernels' `walsrec_observed_sums` agree with
+    the TensorFlow blocks (float64 sums of float32 products there: within 1e-6), and training
+    itself does not change."""
+    if native.kernels() is None:
+        pytest.skip("no C++ compiler: the native kernels are unavailable")
+    matrix = sp.random(300, 200, density=0.05, format="csr", random_state=1)
+    matrix.data = np.ceil(matrix.data * 5)
+    config = WALSConfig(
+        n_factors=8, epochs=3, mode=mode, use_biases=use_biases, dtype=dtype, solver="cg"
+    )
+    with_native = train_wals(matrix, config)
+    monkeypatch.setattr(native, "kernels", lambda: None)
+    with_tensorflow = train_wals(matrix, config)
+    np.testing.assert_array_equal(with_native.user_factors, with_tensorflow.user_factors)
+    np.testing.assert_array_equal(with_native.item_factors, with_tensorflow.item_factors)
+    for ours, theirs in zip(with_native.history, with_tensorflow.history, strict=True):
+        assert ours.loss == pytest.approx(theirs.loss, rel=1e-6)

@@ -104,8 +104,9 @@ class Interactions:
     """Validated interactions of one source.
 
     Attributes:
-        frame: Columns user_id (str), item_id (str), rating (float32) and, when present,
-            timestamp (int64), in file order. For an event log, one row per (user, item) pair
+        frame: Columns user_id and item_id (pandas Categoricals of str: each id is stored
+            once, the rows hold codes), rating (float32) and, when present, timestamp
+            (int64), in file order. For an event log, one row per (user, item) pair
             in order of its first event; rating is the sum of its weighted (decayed) events, an
             implicit confidence, and timestamp is its latest event's.
         has_ratings: False for implicit feedback: no rating column (ratings are then 1.0) or an

@@ -95,6 +95,51 @@ def _rank_within_user(user_codes: np.ndarray, order: np.ndarray) -> tuple[np.nda
     return rank, counts
 
 
+def _native_random_holdout(
+    user_codes: np.ndarray, random_keys: np.ndarray, ratio: float
+) -> np.ndarray | None:
+    """`random_holdout`'s mask by the native kernel, or None when it is unavailable or the
+    order of tied keys decides the mask.
+
+    The kernel ranks each row within its user by its random key (a counting sort by user, then
+    each user's keys: 0.6 s instead of 3 s for 20M rows). Two rows of one user that drew the
+    same key are ranked by row there, and however the argsort orders them (the split's
+    definition) they hold the same block of positions: the mask differs only if that block
+    straddles the user's cut-off, and then None sends the caller to the argsort.
+    """
+    from walsrec import native
+
+    library = native.kernels()
+    n_users = int(user_codes.max()) + 1
+    if library is None or n_users >= np.iinfo(np.int32).max:
+        return None
+    groups = np.ascontiguousarray(user_codes, dtype=np.int32)
+    keys = np.ascontiguousarray(random_keys, dtype=np.int64)
+    rank = np.empty(len(groups), dtype=np.int64)
+    tied = np.empty(len(groups), dtype=np.uint8)
+    n_tied = library.walsrec_rank_within_groups(
+        groups.ctypes.data,
+        keys.ctypes.data,
+        len(groups),
+        n_users,
+        rank.ctypes.data,
+        tied.ctypes.data,
+        native.usable_cores(),
+    )
+    counts = np.bincount(groups, minlength=n_users)
+    held_per_user = np.minimum(np.floor(ratio * counts + 0.5), counts - 1)
+    held = rank < held_per_user[groups]
+    if n_tied:
+        rows = np.flatnonzero(tied)
+        tie_keys = (groups[rows].astype(np.int64) << 32) | keys[rows]
+        _, tie_group = np.unique(tie_keys, return_inverse=True)
+        held_in_group = np.bincount(tie_group, weights=held[rows])
+        size = np.bincount(tie_group)
+        if np.any((held_in_group > 0) & (held_in_group < size)):
+            return None
+    return held
+
+
 def random_holdout(user_codes: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
     """Marks round(ratio * n) random rows of each user as held out, keeping one or more in train.
 
@@ -108,9 +153,12 @@ def random_holdout(user_codes: np.ndarray, ratio: float, rng: np.random.Generato
     """
     if len(user_codes) == 0 or ratio <= 0:
         return np.zeros(len(user_codes), dtype=bool)
-    # Sorting by (user, random 32-bit key) shuffles rows within each user; one int64 argsort is
-    # several times faster than a stable or lexicographic sort of 20M rows.
+    # Sorting by (user, random 32-bit key) shuffles rows within each user.
     random_keys = rng.integers(0, 1 << 32, size=len(user_codes), dtype=np.int64)
+    held = _native_random_holdout(user_codes, random_keys, ratio)
+    if held is not None:
+        return held
+    # One int64 argsort is several times faster than a stable or lexicographic sort.
     order = np.argsort((user_codes.astype(np.int64) << 32) | random_keys)
     rank, counts = _rank_within_user(user_codes, order)
     held_per_user = np.minimum(np.floor(ratio * counts + 0.5), counts - 1)

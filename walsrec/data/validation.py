@@ -281,6 +281,79 @@ def normalize_ids(values: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
     return values
 
 
+@dataclass
+class EncodedIds:
+    """An id column as integer codes into its distinct normalized ids (`normalize_ids`' text).
+
+    Attributes:
+        codes: Integer per row, an index into `dictionary`; -1 where the value is null.
+        dictionary: The distinct normalized ids (string, no nulls), in order of first
+            appearance of the raw values.
+        missing: Per row: null or empty after normalization.
+    """
+
+    codes: np.ndarray  # int32 (Arrow's dictionary indices) or int64
+    dictionary: pa.Array
+    missing: np.ndarray
+
+    def text(self, row: int) -> str | None:
+        """The normalized id of `row` (None where null)."""
+        code = int(self.codes[int(row)])
+        return None if code < 0 else self.dictionary[code].as_py()
+
+    def categorical(self, rows: np.ndarray) -> pd.Categorical:
+        """The ids of `rows` (none of them null) as a pandas Categorical of str whose
+        categories are the ids these rows use, in the dictionary's order."""
+        codes = self.codes[rows]
+        used = np.bincount(codes, minlength=len(self.dictionary)) > 0
+        new_code = np.cumsum(used) - 1
+        categories = pd.Index(
+            self.dictionary.filter(pa.array(used)).to_numpy(zero_copy_only=False), dtype=object
+        )
+        dtype = np.int32 if len(categories) < np.iinfo(np.int32).max else np.int64
+        return pd.Categorical.from_codes(new_code[codes].astype(dtype), categories=categories)
+
+
+def _dictionary_parts(values: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """Integer codes (-1 for null) and the distinct values, from one dictionary encoding."""
+    if isinstance(values, pa.ChunkedArray):
+        if pa.types.is_dictionary(values.type):
+            values = values.unify_dictionaries()
+        # One array first: encoding chunk by chunk gives each chunk its own dictionary, and
+        # unifying them costs 7x the encoding (1.0 s against 0.15 s for 20M ids).
+        values = values.combine_chunks()
+    if not pa.types.is_dictionary(values.type):
+        values = values.dictionary_encode()
+    indices = values.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, -1)
+    # Arrow's int32 indices as they are (no copy): codes only index and compare.
+    codes = indices.to_numpy(zero_copy_only=False)
+    return codes, values.dictionary
+
+
+def encode_ids(values: pa.Array | pa.ChunkedArray) -> EncodedIds:
+    """`normalize_ids` of a column as codes into its distinct ids.
+
+    The column is dictionary-encoded first and only the distinct values are normalized (then
+    re-encoded, as trimming can make two of them equal): both id columns of the 20M-row
+    synthetic file (139k and 27k distinct ids) in 0.8 s under profile, against 2.3 s to cast
+    and trim every row.
+    """
+    codes, distinct = _dictionary_parts(values)
+    normalized = normalize_ids(distinct)
+    remap, dictionary = _dictionary_parts(normalized)
+    # Integer ids normalize one to one: the remap is then the identity, and skipped.
+    if len(remap) and not np.array_equal(remap, np.arange(len(remap))):
+        remap = np.append(remap, -1).astype(codes.dtype)  # remap[-1]: a null stays null
+        codes = remap[codes]
+    empty = _to_numpy_bool(pc.equal(dictionary, "")) if len(dictionary) else np.zeros(0, bool)
+    missing = codes < 0
+    if empty.any():
+        missing |= empty[np.maximum(codes, 0)] & (codes >= 0)
+    return EncodedIds(codes=codes, dictionary=dictionary, missing=missing)
+
+
 def _parse_ratings(values, missing_out, unparsable_out, non_finite_out) -> np.ndarray:
     """Parses ratings to float64, marking missing, unparsable and non-finite rows in the outputs."""
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
@@ -334,6 +407,11 @@ def _parse_timestamps(values, missing_out, unparsable_out, negative_out) -> np.n
         negative_out |= negative
         unparsable_out |= ~missing & ~parsable & ~negative
         return np.asarray(pc.cast(cleaned, pa.int64()).to_numpy(zero_copy_only=False))
+    if pa.types.is_integer(values.type) and values.null_count == 0:
+        # Clean integer seconds (Parquet's usual case): no float round trip to check them.
+        stamps = np.asarray(pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False))
+        negative_out |= stamps < 0
+        return stamps
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
         missing = _to_numpy_bool(pc.is_null(values))
         numbers = np.asarray(
@@ -356,7 +434,10 @@ def _value_text(values: pa.Array | pa.ChunkedArray | None, index: int) -> str:
     """The input value at ``index`` as a short string for messages."""
     if values is None:
         return ""
-    value = values[int(index)].as_py()
+    return _short_text(values[int(index)].as_py())
+
+
+def _short_text(value: object) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 3] + "..."
 
@@ -375,8 +456,9 @@ def validate_columns(
             event logs) to the column names in the file (used in messages).
 
     Returns:
-        A frame with user_id and item_id (str), rating (float32, 1.0 when the source has none)
-        and timestamp (int64, only when present), in file order; and the report. For an event
+        A frame with user_id and item_id (Categoricals of str), rating (float32, 1.0 when the
+        source has none) and timestamp (int64, only when present), in file order; and the
+        report. For an event
         log (``raw.event`` set) there is one row per (user, item) pair, in order of its first
         event: rating is the sum of its events' values, timestamp its latest event's.
 
@@ -385,12 +467,12 @@ def validate_columns(
             every row was rejected.
     """
     n_rows = len(raw.user)
-    user = normalize_ids(raw.user)
-    item = normalize_ids(raw.item)
+    user = encode_ids(raw.user)
+    item = encode_ids(raw.item)
 
     flags = {reason: np.zeros(n_rows, dtype=bool) for reason in REASONS}
-    user_missing = _is_missing(user)
-    item_missing = _is_missing(item)
+    user_missing = user.missing
+    item_missing = item.missing
     flags[MISSING_USER] = user_missing
     flags[MISSING_ITEM] = item_missing
 
@@ -521,8 +603,9 @@ def validate_columns(
             malformed_example,
         )
     duplicate_rows, winner_rows = _find_superseded(
-        user.filter(pa.array(keep)),
-        item.filter(pa.array(keep)),
+        user.codes[kept_rows],
+        item.codes[kept_rows],
+        len(item.dictionary),
         None if timestamps is None else timestamps[kept_rows],
     )
     duplicate_rows = kept_rows[duplicate_rows]
@@ -545,7 +628,7 @@ def validate_columns(
                     line=int(line),
                     field=None,
                     reason=f"{DUPLICATE}, superseded by {raw.line_kind} {int(winner_line)}",
-                    value=f"{_value_text(user, row)}, {_value_text(item, row)}",
+                    value=f"{_short_text(user.text(row))}, {_short_text(item.text(row))}",
                     line_kind=raw.line_kind,
                 )
             )
@@ -562,13 +645,11 @@ def validate_columns(
     )
     _check_rows_left(raw, report)
 
-    if not keep.all():
-        keep_mask = pa.array(keep)
-        user, item = user.filter(keep_mask), item.filter(keep_mask)
+    kept_rows = np.flatnonzero(keep)
     frame = pd.DataFrame(
         {
-            "user_id": user.to_pandas(),
-            "item_id": item.to_pandas(),
+            "user_id": user.categorical(kept_rows),
+            "item_id": item.categorical(kept_rows),
             "rating": ratings[keep].astype(np.float32),
         }
     )
@@ -623,8 +704,8 @@ def _unknown_event_warning(raw: RawColumns, options: ValidationOptions, rows: np
 def _aggregate_events(
     raw: RawColumns,
     options: ValidationOptions,
-    user: pa.ChunkedArray,
-    item: pa.ChunkedArray,
+    user: EncodedIds,
+    item: EncodedIds,
     kept_rows: np.ndarray,
     event_codes: np.ndarray,
     quantities: np.ndarray,
@@ -649,9 +730,12 @@ def _aggregate_events(
 
     kept_stamps = None if timestamps is None else timestamps[kept_rows]
     values = event_values(kept_codes, quantities[kept_rows], kept_stamps, options.events)
-    keep_mask = pa.array(reason_codes == 0)
-    kept_user, kept_item = user.filter(keep_mask), item.filter(keep_mask)
-    pairs = aggregate_pairs(kept_user, kept_item, values, kept_stamps)
+    pairs = aggregate_pairs(
+        pa.chunked_array([pa.array(user.codes[kept_rows])]),
+        pa.chunked_array([pa.array(item.codes[kept_rows])]),
+        values,
+        kept_stamps,
+    )
     report = ValidationReport(
         source=raw.source,
         rows_read=len(reason_codes) - len(empty_rows) + len(raw.malformed),
@@ -666,11 +750,11 @@ def _aggregate_events(
         },
     )
     _check_rows_left(raw, report)
-    take = pa.array(pairs.rows)
+    pair_rows = kept_rows[pairs.rows]
     frame = pd.DataFrame(
         {
-            "user_id": kept_user.take(take).to_pandas(),
-            "item_id": kept_item.take(take).to_pandas(),
+            "user_id": user.categorical(pair_rows),
+            "item_id": item.categorical(pair_rows),
             "rating": pairs.values,
         }
     )
@@ -679,20 +763,37 @@ def _aggregate_events(
     return frame, report
 
 
+def _distinct_pairs(user_codes: np.ndarray, item_codes: np.ndarray, n_item_codes: int) -> int:
+    """The number of distinct (user, item) pairs, by building the CSR pattern (a counting sort
+    by user, then each short row sorted): 0.7 s for 20M rows against 1.4 s to sort their keys,
+    and most files have no duplicate at all."""
+    import scipy.sparse as sp
+
+    shape = (int(user_codes.max()) + 1, max(int(n_item_codes), 1))
+    ones = np.ones(len(user_codes), dtype=np.int8)
+    return int(sp.csr_matrix((ones, (user_codes, item_codes)), shape=shape).nnz)
+
+
 def _find_superseded(
-    user: pa.ChunkedArray, item: pa.ChunkedArray, timestamps: np.ndarray | None
+    user_codes: np.ndarray, item_codes: np.ndarray, n_item_codes: int, timestamps: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Finds rows whose (user, item) pair appears again with a later (or equal, later-line) time.
+
+    Args:
+        user_codes: Non-negative id code of each row's user (equal ids, equal codes).
+        item_codes: As `user_codes`, each below `n_item_codes`.
+        n_item_codes: The number of item codes.
+        timestamps: Each row's time, or None (then the later row wins).
 
     Returns:
         Indices of the superseded rows (ascending) and, aligned, the index of the row that wins.
     """
-    if len(user) == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    user_codes = np.asarray(user.dictionary_encode().combine_chunks().indices, dtype=np.int64)
-    item_encoded = item.dictionary_encode().combine_chunks()
-    item_codes = np.asarray(item_encoded.indices, dtype=np.int64)
-    pair_keys = user_codes * len(item_encoded.dictionary) + item_codes
+    none = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if len(user_codes) == 0:
+        return none
+    if _distinct_pairs(user_codes, item_codes, n_item_codes) == len(user_codes):
+        return none
+    pair_keys = user_codes.astype(np.int64) * max(int(n_item_codes), 1) + item_codes
     # Sorting values is far faster than hashing 20M keys; membership of the (usually few)
     # repeated keys is then a binary search.
     sorted_keys = np.sort(pair_keys)

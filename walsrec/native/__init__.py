@@ -238,6 +238,17 @@ def kernels() -> Any:
         function.argtypes += [pointer, int32]
     library.walsrec_top_n_csr.restype = int64
     library.walsrec_top_n_csr.argtypes = [pointer, pointer, int64, int64, pointer, int32]
+    library.walsrec_ranked_top_k.restype = int64
+    library.walsrec_ranked_top_k.argtypes = [pointer, pointer, int64, int64, int64, pointer]
+    library.walsrec_ranked_top_k.argtypes += [pointer, pointer, pointer, pointer, int32]
+    library.walsrec_rank_within_groups.restype = int64
+    library.walsrec_rank_within_groups.argtypes = [pointer, pointer, int64, int64, pointer]
+    library.walsrec_rank_within_groups.argtypes += [pointer, int32]
+    for name in ("walsrec_observed_sums_f32", "walsrec_observed_sums_f64"):
+        function = getattr(library, name)
+        function.restype = int64
+        function.argtypes = [pointer, pointer, int64, int64, pointer, pointer, pointer, pointer]
+        function.argtypes += [ctypes.c_double, pointer, pointer, int32]
     return library
 
 

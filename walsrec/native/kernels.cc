@@ -12,14 +12,29 @@
 //   returns the first such row (or -1), and the caller raises.
 // walsrec_top_n_csr: the n largest stored entries of every CSR row, ties to the earlier stored
 //   entry, as a keep mask over the entries (walsrec.itemknn.top_n_per_row's rule).
+// walsrec_ranked_top_k: top_k's result when every row has the same scores (popularity): the
+//   caller ranks the items once (best first, ties to the lower index), and each row walks that
+//   order past its excluded or disallowed items, marked in a per-thread byte map, until it has
+//   k; O(k + the row's excluded items) per row instead of a pass over the catalogue.
+// walsrec_rank_within_groups: each row's rank among the rows of its group by an int64 key,
+//   with a counting sort by group and then each group's keys sorted on its own (groups over
+//   threads), instead of one sort of all rows by (group, key). Rows of a group with equal keys
+//   are ranked by row and marked in out_tied; returns how many rows are so marked.
+// walsrec_observed_sums_f32 / _f64: per CSR row u, the sums over its stored entries (u, i) of
+//   (w0 + extra) (t - p)^2 and of p^2, with p = x_u . y_i accumulated in float64 from factors
+//   in the training dtype (the WALS objective's observed part; the caller sums the rows, so the
+//   total does not depend on the threads). Float32 factors are half the memory traffic of
+//   the item rows gathered per entry, and convert to float64 exactly.
 //
 // Rows are split into contiguous ranges over `n_threads` std::threads.
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -160,9 +175,132 @@ int64_t top_k(const T* scores, int64_t n_rows, int64_t n_items, int64_t k,
   });
 }
 
+template <typename T>
+int64_t observed_sums(const T* users, const T* items, int64_t n_rows, int64_t dim,
+                      const int64_t* indptr, const int32_t* indices, const T* extra,
+                      const T* targets, double unobserved_weight, double* out_error,
+                      double* out_squared, int n_threads) {
+  return over_threads(n_rows, n_threads, [&](int64_t begin, int64_t end) -> int64_t {
+    for (int64_t row = begin; row < end; ++row) {
+      const T* x = users + row * dim;
+      double error = 0.0;
+      double squared = 0.0;
+      for (int64_t entry = indptr[row]; entry < indptr[row + 1]; ++entry) {
+        const T* y = items + static_cast<int64_t>(indices[entry]) * dim;
+        double p = 0.0;
+#pragma omp simd reduction(+ : p)
+        for (int64_t j = 0; j < dim; ++j) p += static_cast<double>(x[j]) * y[j];
+        const double t = targets == nullptr ? 1.0 : static_cast<double>(targets[entry]);
+        const double residual = t - p;
+        error += (unobserved_weight + static_cast<double>(extra[entry])) * residual * residual;
+        squared += p * p;
+      }
+      out_error[row] = error;
+      out_squared[row] = squared;
+    }
+    return int64_t{-1};
+  });
+}
+
 }  // namespace
 
 extern "C" {
+
+int64_t walsrec_ranked_top_k(const int64_t* order, const float* item_scores, int64_t n_items,
+                             int64_t n_rows, int64_t k, const int64_t* exclude_indptr,
+                             const int32_t* exclude_indices, const uint8_t* allowed,
+                             int64_t* out_items, float* out_scores, int n_threads) {
+  const float negative_infinity = -std::numeric_limits<float>::infinity();
+  return over_threads(n_rows, n_threads, [&](int64_t begin, int64_t end) -> int64_t {
+    std::vector<uint8_t> excluded(static_cast<size_t>(n_items), 0);
+    for (int64_t row = begin; row < end; ++row) {
+      if (exclude_indptr != nullptr) {
+        for (int64_t e = exclude_indptr[row]; e < exclude_indptr[row + 1]; ++e) {
+          excluded[exclude_indices[e]] = 1;
+        }
+      }
+      int64_t* items = out_items + row * k;
+      float* best = out_scores + row * k;
+      int64_t size = 0;
+      for (int64_t rank = 0; rank < n_items && size < k; ++rank) {
+        const int64_t item = order[rank];
+        const float score = item_scores[item];
+        if (score == negative_infinity) break;  // ranked best first: only -inf follows
+        if (excluded[item] || (allowed != nullptr && !allowed[item])) continue;
+        items[size] = item;
+        best[size] = score;
+        ++size;
+      }
+      for (; size < k; ++size) {
+        items[size] = -1;
+        best[size] = negative_infinity;
+      }
+      if (exclude_indptr != nullptr) {
+        for (int64_t e = exclude_indptr[row]; e < exclude_indptr[row + 1]; ++e) {
+          excluded[exclude_indices[e]] = 0;
+        }
+      }
+    }
+    return int64_t{-1};
+  });
+}
+
+int64_t walsrec_rank_within_groups(const int32_t* groups, const int64_t* keys, int64_t n_rows,
+                                   int64_t n_groups, int64_t* out_rank, uint8_t* out_tied,
+                                   int n_threads) {
+  std::vector<int64_t> starts(static_cast<size_t>(n_groups) + 1, 0);
+  for (int64_t row = 0; row < n_rows; ++row) ++starts[groups[row] + 1];
+  for (int64_t group = 0; group < n_groups; ++group) starts[group + 1] += starts[group];
+  std::vector<int64_t> order(static_cast<size_t>(n_rows));
+  {
+    std::vector<int64_t> next(starts.begin(), starts.end() - 1);
+    for (int64_t row = 0; row < n_rows; ++row) order[next[groups[row]]++] = row;
+  }
+  std::atomic<int64_t> total_tied{0};
+  over_threads(n_groups, n_threads, [&](int64_t begin, int64_t end) {
+    std::vector<std::pair<int64_t, int64_t>> members;
+    int64_t tied = 0;
+    for (int64_t group = begin; group < end; ++group) {
+      const int64_t first = starts[group];
+      const int64_t size = starts[group + 1] - first;
+      members.resize(static_cast<size_t>(size));
+      for (int64_t i = 0; i < size; ++i) {
+        const int64_t row = order[first + i];
+        members[i] = {keys[row], row};
+      }
+      std::sort(members.begin(), members.end());  // equal keys: the lower row first
+      for (int64_t i = 0; i < size; ++i) {
+        const int64_t row = members[i].second;
+        out_rank[row] = i;
+        const bool same_as_previous = i > 0 && members[i].first == members[i - 1].first;
+        const bool same_as_next = i + 1 < size && members[i].first == members[i + 1].first;
+        out_tied[row] = same_as_previous || same_as_next;
+        tied += out_tied[row];
+      }
+    }
+    total_tied += tied;
+    return int64_t{-1};
+  });
+  return total_tied.load();
+}
+
+int64_t walsrec_observed_sums_f32(const float* users, const float* items, int64_t n_rows,
+                                  int64_t dim, const int64_t* indptr, const int32_t* indices,
+                                  const float* extra, const float* targets,
+                                  double unobserved_weight, double* out_error,
+                                  double* out_squared, int n_threads) {
+  return observed_sums(users, items, n_rows, dim, indptr, indices, extra, targets,
+                       unobserved_weight, out_error, out_squared, n_threads);
+}
+
+int64_t walsrec_observed_sums_f64(const double* users, const double* items, int64_t n_rows,
+                                  int64_t dim, const int64_t* indptr, const int32_t* indices,
+                                  const double* extra, const double* targets,
+                                  double unobserved_weight, double* out_error,
+                                  double* out_squared, int n_threads) {
+  return observed_sums(users, items, n_rows, dim, indptr, indices, extra, targets,
+                       unobserved_weight, out_error, out_squared, n_threads);
+}
 
 int64_t walsrec_top_k_f32(const float* scores, int64_t n_rows, int64_t n_items, int64_t k,
                           const int64_t* exclude_indptr, const int32_t* exclude_indices,
