@@ -29,9 +29,9 @@ class LazyModule:
 
     For pandas and pyarrow in the data layer: a step's signature needs `Interactions` and
     `Dataset`, and a command's config check needs the split's config class, long before (or
-    without) any data being read. A cached training run reads none, and importing both costs
-    about 0.3 s of its 3.5. Use it only at module level (`pd = LazyModule("pandas")`), in modules
-    with `from __future__ import annotations` so that annotations never touch it.
+    without) any data being read, and importing both costs about 0.3 s. Use it only at module
+    level (`pd = LazyModule("pandas")`), in modules with `from __future__ import annotations`
+    so that annotations never touch it.
     """
 
     __slots__ = ("_module", "_name")

@@ -131,8 +131,8 @@ class Interactions:
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
         """An instance check, for ZenML's pydantic check of a step's inputs: without it pydantic
-        reads every field's annotation, and `pd.DataFrame` imports pandas (0.3 s of a cached
-        run that reads no data)."""
+        reads every field's annotation, and `pd.DataFrame` would import pandas (about 0.3 s)
+        when a pipeline is merely defined."""
         from pydantic_core import core_schema
 
         return core_schema.is_instance_schema(cls)
