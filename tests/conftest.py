@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,12 @@ os.environ["ZENML_CONFIG_PATH"] = str(_STATE / "zenml")
 os.environ["BENTOML_HOME"] = str(_STATE / "bentoml")
 os.environ["WALSREC_CACHE_DIR"] = str(_STATE / "cache")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the session's ZenML, BentoML and cache state: each full run writes about a GB there,
+    and a machine that runs the suite many times (CI runs it twice) must not fill its disk."""
+    shutil.rmtree(_STATE, ignore_errors=True)
 
 
 def ml100k_path() -> Path:
