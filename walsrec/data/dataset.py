@@ -56,6 +56,8 @@ class Dataset:
     has_ratings: bool
     item_titles: dict[str, str] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+    # (the test matrix, its fingerprint): recomputed when `test` is replaced.
+    _fingerprint: tuple = field(default=(None, None), init=False, repr=False, compare=False)
 
     @property
     def n_users(self) -> int:
@@ -74,6 +76,20 @@ class Dataset:
     def item_index(self) -> dict[str, int]:
         """Returns item id -> column index."""
         return {item_id: index for index, item_id in enumerate(self.item_ids.tolist())}
+
+    def test_fingerprint(self) -> str:
+        """A hash of the test pairs in original ids ("" without a test part): metrics are
+        comparable only between runs with the same fingerprint (`walsrec.data.fingerprint`).
+
+        Computed once per test matrix; a loaded dataset reads the one its save stored.
+        """
+        matrix, fingerprint = self._fingerprint
+        if fingerprint is None or matrix is not self.test:
+            from walsrec.data.fingerprint import test_fingerprint
+
+            fingerprint = test_fingerprint(self)
+            self._fingerprint = (self.test, fingerprint)
+        return fingerprint
 
     def save(self, directory: Path) -> None:
         """Writes the dataset as plain files: .npy arrays (no pickle) and JSON.
@@ -103,6 +119,7 @@ class Dataset:
             "n_items": self.n_items,
             "has_ratings": bool(self.has_ratings),
             "parts": parts,
+            "test_fingerprint": self.test_fingerprint(),
         }
         _write_json(directory / "metadata.json", metadata)
 
@@ -135,7 +152,7 @@ class Dataset:
             matrices[part] = _load_csr(directory, part, shape)
         if matrices["train"] is None:
             raise DataError(f"{directory}: metadata.json lists no train matrix")
-        return cls(
+        dataset = cls(
             user_ids=user_ids,
             item_ids=item_ids,
             train=matrices["train"],
@@ -145,6 +162,10 @@ class Dataset:
             item_titles=_read_json(directory / "item_titles.json", "missing item titles"),
             stats=_read_json(directory / "stats.json", "missing stats"),
         )
+        stored = metadata.get("test_fingerprint")  # absent from older saves: computed on use
+        if isinstance(stored, str):
+            dataset._fingerprint = (dataset.test, stored)
+        return dataset
 
 
 def _jsonable(value):
