@@ -153,9 +153,10 @@ def report_training(run: Any) -> None:
     from zenml.client import Client
 
     run = Client().get_pipeline_run(run.id)
-    evaluation = run.steps["model_evaluator"].outputs["metrics"][0].load()
-    promoted = run.steps["model_promoter"].outputs["promoted"][0].load()
-    recommender = run.steps["model_trainer"].outputs["recommender"][0]
+    steps = run.steps  # one query: each `run.steps` lists the run's steps again
+    evaluation = steps["model_evaluator"].outputs["metrics"][0].load()
+    promoted = steps["model_promoter"].outputs["promoted"][0].load()
+    recommender = steps["model_trainer"].outputs["recommender"][0]
     model_version = run.model_version
     from walsrec.reports import metrics_table_markdown
 
@@ -176,13 +177,13 @@ def report_training(run: Any) -> None:
         promotion = metadata.get("promotion", {})
         if promotion:
             click.echo(f"Promotion:      {promotion.get('reason')}")
-    cached = [name for name, step in run.steps.items() if step.status == "cached"]
+    cached = [name for name, step in steps.items() if step.status == "cached"]
     if cached:
         click.echo(f"From the cache: {', '.join(cached)} (--no-cache runs every step)")
     click.echo(f"Model files:    {recommender.uri}")
     click.echo(f"Metrics (k={evaluation.get('k')}), also on the model version's metadata:")
     click.echo(metrics_table_markdown(evaluation.get("metrics") or {}))
-    output_step = run.steps.get("recommendation_writer")
+    output_step = steps.get("recommendation_writer")
     if output_step is not None:
         path = output_step.config.parameters.get("output", {}).get("topk_path")
         click.echo(f"Top-k written:  {path}")

@@ -29,11 +29,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import scipy.sparse as sp
 
 from walsrec.errors import DataError
+from walsrec.lazy import LazyModule
 from walsrec.wals_config import OBSERVED_WEIGHTINGS, WALSConfig
+
+# scipy.linalg on first use: 0.15 s of import that a run served from the cache never needs.
+linalg = LazyModule("scipy.linalg")
 
 __all__ = ["FoldIn"]
 
@@ -163,7 +166,7 @@ class FoldIn:
         if observed.size == 0:  # no information: zero, as training gives a row without entries
             return np.zeros(self.n_factors, dtype=np.float32), 0.0
         try:
-            solution = scipy.linalg.cho_solve(scipy.linalg.cho_factor(lhs, lower=True), rhs)
+            solution = linalg.cho_solve(linalg.cho_factor(lhs, lower=True), rhs)
         except np.linalg.LinAlgError:
             # Positive definite in exact arithmetic, but huge confidences (ratings near 1e20)
             # can swamp the regularization in float64: an SVD least-squares solve still works.
