@@ -10,12 +10,12 @@ in the stack's artifact store.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 from zenml import get_step_context, log_metadata, step
 
+from materializers.bento_archive import BentoArchiveMaterializer, export_folder
 from serving.packaging import (
     BENTO_MODEL_NAME,
     build_bento,
@@ -29,7 +29,8 @@ from steps.inference.model_loader import resolve_model_version
 logger = logging.getLogger(__name__)
 
 
-@step(enable_cache=False)  # "production" moves; the Bento must hold the version it points to now
+# enable_cache=False: "production" moves; the Bento must hold the version it points to now.
+@step(enable_cache=False, output_materializers={"bento_archive": BentoArchiveMaterializer})
 def bento_builder(
     model_name: str | None = None,
     version: str | None = "production",
@@ -100,7 +101,7 @@ def bento_builder(
     )
     if not export:
         return model_tag, bento_tag, None
-    folder = Path(tempfile.mkdtemp(prefix="walsrec-bento-"))
+    folder = export_folder()  # removed once the archive is in the artifact store
     archive = export_bento(bento_tag, folder / f"{bento_tag.replace(':', '-')}.bento")
     metadata = {
         "bento_tag": bento_tag,

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -70,7 +71,9 @@ def _post(url: str, body: dict, token: str | None = None) -> tuple[int, dict]:
         return error.code, json.loads(error.read() or b"{}")
 
 
-def test_trained_model_is_packaged_and_served_over_http(train_config, tmp_path) -> None:
+def test_trained_model_is_packaged_and_served_over_http(
+    train_config, tmp_path, monkeypatch
+) -> None:
     model_name = "serving-integration"
     trained = cli.run_pipeline(training_pipeline, train_config(model_name, wals={"epochs": 3}))
     assert trained.status == ExecutionStatus.COMPLETED
@@ -86,10 +89,18 @@ def test_trained_model_is_packaged_and_served_over_http(train_config, tmp_path) 
         f"{i},{'even' if i % 2 == 0 else 'odd'},{str(i % 3 != 0).lower()}" for i in range(1, 1700)
     ]
     items.write_text("item_id,parity,in_stock\n" + "\n".join(rows) + "\n")
+    # The step's temp files in a folder of the test's own, to see what a deploy leaves there.
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     result = CliRunner().invoke(
         cli.cli, ["deploy", "--config", str(config_path), "--item-metadata", str(items)]
     )
+    monkeypatch.undo()
     assert result.exit_code == 0, result.output
+    # The exported Bento was copied to the artifact store and its local copy removed: a deploy
+    # used to leave a full Bento in the temp dir, one per (nightly) run.
+    assert not list(temp.glob("walsrec-bento-*"))
     assert "BentoML model:" in result.output and "Bento:" in result.output
     (deploy,) = (
         Client()
