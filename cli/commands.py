@@ -167,7 +167,14 @@ def deploy(**options: Any) -> None:
     bento_tag = outputs["bento_tag"][0].load()
     if bento_tag is not None:
         click.echo(f"Bento:         {bento_tag}")
-        click.echo(f"Archive:       {outputs['bento_archive'][0].uri} (in the artifact store)")
+        archive = outputs["bento_archive"][0]
+        click.echo(f"Archive:       {archive.uri} (in the artifact store)")
+        if archive.run_metadata.get("zenml_version"):
+            version = _link_to_model_version(archive)
+            click.echo(
+                f"Linked to:     model {version.model.name} version {version.number} "
+                f"(`python run.py serve --model-version {version.number}` serves this Bento)"
+            )
     click.echo("Serve it:      python run.py serve")
 
 
@@ -353,6 +360,19 @@ def serve(
         raise UserError(str(exc)) from exc
 
 
+def _link_to_model_version(archive: Any) -> Any:
+    """Link a deployment run's `bento_archive` to the model version it packages, as continuous
+    training's are, so `run.py serve --model-version N` finds it on any machine that reaches
+    the artifact store. Returns that model version."""
+    from zenml.client import Client
+    from zenml.model.utils import link_artifact_version_to_model_version
+
+    metadata = archive.run_metadata
+    version = Client().get_model_version(metadata["zenml_model"], int(metadata["zenml_version"]))
+    link_artifact_version_to_model_version(archive, version)
+    return version
+
+
 def _exported_bento(model_name: str, version: str) -> str:
     """The Bento continuous training exported for a model version, in the local BentoML store
     (imported from the artifact store when it is not there yet)."""
@@ -367,9 +387,9 @@ def _exported_bento(model_name: str, version: str) -> str:
     bento_tag = None if archive is None else archive.run_metadata.get("bento_tag")
     if not bento_tag:
         raise WalsrecError(
-            f"model {model_name!r} version {found.number} has no exported Bento (only "
-            "`run.py continuous` links one to the version, when it promotes): serve it with "
-            f"`python run.py deploy --model-version {found.number}` then `python run.py serve`"
+            f"model {model_name!r} version {found.number} has no exported Bento (`run.py "
+            "deploy` and a promoting `run.py continuous` link one to the version): make one "
+            f"with `python run.py deploy --model-version {found.number}`"
         )
     tag = import_bento(Path(archive.load()), bento_tag)
     click.echo(f"model {model_name} version {found.number}: Bento {tag}")

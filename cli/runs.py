@@ -85,12 +85,13 @@ def _skip_unused_integration_activation() -> None:
     ZenML activates every installed integration when it compiles a pipeline, to register their
     materializers by type: BentoML's imports `bentoml` and ZenML's BentoML model deployer (about
     0.5 s of every run); pandas', NumPy's and SciPy's import those libraries, which a run served
-    from the cache never reads (the test fingerprint is stored with the dataset). No step here returns a BentoML, NumPy or
-    SciPy object (the deployment step exports the Bento as a file archive, `bento_archive`; the
-    dataset and model have their own materializers in `materializers/`), and the two steps that
-    return a DataFrame name ZenML's pandas materializer. Those integrations stay registered, so
-    their stack component flavors are still found (`flavors()`); only their activation does
-    nothing. ZenML's own step entrypoints (a Kubeflow pod) still activate them.
+    from the cache never reads (the test fingerprint is stored with the dataset). No step here
+    returns a BentoML, NumPy or SciPy object (the deployment step exports the Bento as a file
+    archive, `bento_archive`; the dataset and model have their own materializers in
+    `materializers/`), and the two steps that return a DataFrame name ZenML's pandas
+    materializer. Those integrations stay registered, so their stack component flavors are still
+    found (`flavors()`); only their activation does nothing. ZenML's own step entrypoints (a
+    Kubeflow pod) still activate them.
     """
     from zenml.integrations.bentoml import BentoMLIntegration
     from zenml.integrations.numpy import NumpyIntegration

@@ -115,6 +115,12 @@ def test_trained_model_is_packaged_and_served_over_http(
     model_tag = outputs["bento_model_tag"][0].load()
     bento_tag = outputs["bento_tag"][0].load()
     assert outputs["bento_archive"][0].run_metadata["bento_tag"] == bento_tag
+    # The archive is linked to the model version it packages, so `run.py serve --model-version`
+    # finds it from any machine that reaches the artifact store.
+    number = trained.model_version.number
+    assert f"Linked to:     model {model_name} version {number}" in result.output
+    linked = Client().get_model_version(model_name, number).get_artifact("bento_archive")
+    assert linked is not None and linked.id == outputs["bento_archive"][0].id
 
     stored = bentoml.models.get(model_tag)
     assert stored.info.labels["zenml_model"] == model_name
