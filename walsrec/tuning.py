@@ -45,10 +45,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from walsrec.bayes import BayesConfig, PairAverage, gibbs_samples
 from walsrec.data import Dataset
 from walsrec.data.splits import random_holdout
-from walsrec.ensemble import (
+from walsrec.errors import ConfigError, DataError, WalsrecError
+from walsrec.evaluation.metrics import evaluate, rating_metrics
+from walsrec.models.bayes import BayesConfig, PairAverage, gibbs_samples
+from walsrec.models.ensemble import (
     METHOD_KEYS,
     BlendConfig,
     blend_model,
@@ -57,9 +59,8 @@ from walsrec.ensemble import (
     neighbourhood_scores,
     resolve_method,
 )
-from walsrec.errors import ConfigError, DataError, WalsrecError
-from walsrec.metrics import evaluate, rating_metrics
-from walsrec.model import RecommenderModel
+from walsrec.models.recommender import RecommenderModel
+from walsrec.models.wals import WALSConfig, WALSModel, train_wals
 from walsrec.progress import progress_bar
 from walsrec.training import train_model
 from walsrec.tuning_config import (
@@ -72,7 +73,6 @@ from walsrec.tuning_config import (
     base_values,
     metric_k,
 )
-from walsrec.wals import WALSConfig, WALSModel, train_wals
 
 __all__ = [
     "STORAGE_ENV",

@@ -20,13 +20,13 @@ from pydantic import (
     model_validator,
 )
 
-from walsrec.bayes import BayesConfig
 from walsrec.config import _Section, config_error
-from walsrec.ensemble import BlendConfig
 from walsrec.errors import ConfigError
-from walsrec.metrics import RANKING_METRICS
+from walsrec.evaluation.metrics import RANKING_METRICS
+from walsrec.models.bayes import BayesConfig
+from walsrec.models.ensemble import BlendConfig
+from walsrec.models.wals_config import WALSConfig
 from walsrec.profile import FEEDBACK_KINDS, DataProfile, resolve_auto
-from walsrec.wals_config import WALSConfig
 
 __all__ = [
     "BAYES_KEYS",

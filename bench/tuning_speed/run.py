@@ -92,7 +92,7 @@ def trial_seconds(objective, params: dict, repeats: int) -> tuple[list[float], f
     """Wall times of `repeats` trials (after one warm-up), and the solve seconds per epoch."""
     import optuna
 
-    from walsrec import wals
+    from walsrec.models import wals
 
     solves: list[float] = []
     original = wals.train_wals

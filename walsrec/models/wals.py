@@ -52,14 +52,14 @@ import scipy.sparse as sp
 
 from walsrec import native
 from walsrec.errors import ConfigError, DataError, WalsrecError
-from walsrec.fold_in import FoldIn
-from walsrec.model import predict_pairs, score_rows
-from walsrec.progress import progress_bar
-from walsrec.tensorflow_import import import_tensorflow
-from walsrec.wals_config import (
+from walsrec.models.fold_in import FoldIn
+from walsrec.models.recommender import predict_pairs, score_rows
+from walsrec.models.wals_config import (
     WALSConfig,
     _check_int,
 )
+from walsrec.progress import progress_bar
+from walsrec.tensorflow_import import import_tensorflow
 
 tf = import_tensorflow()  # without the start-up lines TensorFlow prints to stderr
 
@@ -163,8 +163,8 @@ class WALSModel:
 
         This is exactly the user half-step of training (same weights, targets, regularization,
         the exact solve) against this model's item factors, solved by the one inference-time
-        fold-in, `walsrec.fold_in.FoldIn` (NumPy, float64). Duplicate items are summed, as when
-        the training matrix is built; a user with no items gets zero factors.
+        fold-in, `walsrec.models.fold_in.FoldIn` (NumPy, float64). Duplicate items are summed, as
+        when the training matrix is built; a user with no items gets zero factors.
 
         Args:
             items: int [n] item indices the user interacted with (may be empty).
