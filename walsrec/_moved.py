@@ -30,6 +30,7 @@ MOVED: dict[str, str] = {
     "walsrec.topk": "walsrec.inference.topk",
     "walsrec.metrics": "walsrec.evaluation.metrics",
     "walsrec.reports": "walsrec.evaluation.reports",
+    "walsrec.tuning_config": "walsrec.tuning.config",
 }
 
 

@@ -286,7 +286,7 @@ class MappingOf:
 @dataclass(frozen=True)
 class SearchSpaceSection:
     """`tuning.search_space`: each key a key of `targets`; a mapping value is a range or
-    choices with the keys of `spec` (walsrec.tuning_config.ParameterSpec), a scalar a fixed
+    choices with the keys of `spec` (walsrec.tuning.config.ParameterSpec), a scalar a fixed
     value."""
 
     targets: tuple[str, ...]
@@ -318,12 +318,12 @@ SECTIONS: dict[str, Section] = {
     "bayes": Section("walsrec.models.bayes", "BayesConfig"),
     "blend": Section("walsrec.models.ensemble", "BlendConfig"),
     "tuning": Section(
-        "walsrec.tuning_config",
+        "walsrec.tuning.config",
         "TuningConfig",
         {
             "search_space": SearchSpaceSection(
                 ("wals", "blend", "bayes"),
-                Section("walsrec.tuning_config", "ParameterSpec", not_keys=("name",)),
+                Section("walsrec.tuning.config", "ParameterSpec", not_keys=("name",)),
             )
         },
     ),
@@ -420,7 +420,7 @@ def check_values(parameters: Mapping[str, Any]) -> None:
         }
         WALSConfig.from_dict(given, "parameters.wals")  # the rules over several keys
     if parameters.get("tuning") is not None:
-        from walsrec.tuning_config import TuningConfig
+        from walsrec.tuning.config import TuningConfig
 
         try:
             TuningConfig.from_dict(parameters["tuning"], "parameters.tuning")

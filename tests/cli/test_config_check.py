@@ -342,7 +342,7 @@ def test_step_parameters_are_the_typed_sections() -> None:
         assert step_obj.entrypoint_definition.inputs[name].annotation is cls
     from steps import best_params_selector, tuning_study, tuning_worker
     from walsrec.models.bayes import BayesConfig
-    from walsrec.tuning_config import TuningConfig
+    from walsrec.tuning.config import TuningConfig
 
     assert model_trainer.entrypoint_definition.inputs["bayes"].annotation == BayesConfig | None
     for step_obj in (tuning_study, tuning_worker, best_params_selector):

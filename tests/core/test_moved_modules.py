@@ -85,6 +85,68 @@ def test_import_walsrec_stays_cheap_and_old_names_import_in_a_fresh_process() ->
     assert result.stdout.strip() == "ok"
 
 
+# What the single-file walsrec.tuning defined (and the config names it imported), by name.
+OLD_TUNING_NAMES = (
+    "BAYES_KEYS",
+    "BLEND_KEYS",
+    "JOURNAL_PREFIX",
+    "STATE_DIR_ENV",
+    "STORAGE_ENV",
+    "WALS_KEYS",
+    "ParameterSpec",
+    "SearchSpace",
+    "TuningConfig",
+    "ValidationFold",
+    "ValidationObjective",
+    "_sampler_and_pruner",
+    "base_values",
+    "best_trial_params",
+    "budget_summary",
+    "default_state_dir",
+    "derive_study_name",
+    "metric_k",
+    "one_run_per_sqlite_storage",
+    "open_storage",
+    "predict_every_pair",
+    "prepare_study",
+    "redact_url",
+    "resolve_storage_url",
+    "run_worker",
+    "split_params",
+    "study_plots_html",
+    "study_summary",
+    "train_best_model",
+    "trials_frame",
+    "validation_folds",
+)
+
+
+def test_the_tuning_package_exports_what_the_tuning_module_did() -> None:
+    import walsrec.tuning
+
+    for name in OLD_TUNING_NAMES:
+        value = getattr(walsrec.tuning, name)
+        module = importlib.import_module(walsrec.tuning._MODULES_OF[name])
+        assert getattr(module, name) is value, name
+    assert set(walsrec.tuning.__all__) <= set(OLD_TUNING_NAMES)
+    with pytest.raises(AttributeError):
+        walsrec.tuning.no_such_name  # noqa: B018
+
+
+def test_the_tuning_config_imports_neither_tensorflow_nor_optuna() -> None:
+    probe = (
+        "import sys\nfrom walsrec.tuning import TuningConfig, resolve_storage_url\n"
+        "from walsrec.tuning_config import SearchSpace\n"
+        "print(sorted(m for m in ('tensorflow', 'optuna', 'walsrec.tuning.objective') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"
+
+
 def test_an_unknown_old_looking_name_is_still_an_import_error() -> None:
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("walsrec.no_such_module")
