@@ -17,11 +17,10 @@ from walsrec.models.wals import (
     EpochStats,
     WALSConfig,
     WALSModel,
-    _length_ladder,
-    _plan_side,
     configure_threads,
     train_wals,
 )
+from walsrec.models.wals_graph import _length_ladder, _plan_side
 
 
 def random_ratings(
