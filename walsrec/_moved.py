@@ -10,7 +10,6 @@ imports the new paths only.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
@@ -34,7 +33,11 @@ MOVED: dict[str, str] = {
 }
 
 
-class _AliasLoader(importlib.abc.Loader):
+# Finder and loader by their protocols, not importlib.abc's classes: importing importlib.abc
+# (with importlib.resources) would triple the cost of `import walsrec`.
+
+
+class _AliasLoader:
     """Loads an old name as the module of its new name (imported by `create_module`)."""
 
     def __init__(self, new_name: str) -> None:
@@ -52,7 +55,7 @@ class _AliasLoader(importlib.abc.Loader):
         module.__spec__ = self.new_spec
 
 
-class _MovedFinder(importlib.abc.MetaPathFinder):
+class _MovedFinder:
     """Finds the old names of `MOVED` (and nothing else)."""
 
     def find_spec(
