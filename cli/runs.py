@@ -158,7 +158,7 @@ def report_training(run: Any) -> None:
     promoted = steps["model_promoter"].outputs["promoted"][0].load()
     recommender = steps["model_trainer"].outputs["recommender"][0]
     model_version = run.model_version
-    from walsrec.reports import metrics_table_markdown
+    from walsrec.evaluation.reports import metrics_table_markdown
 
     click.echo("")
     click.echo(f"Pipeline run:   {run.name} ({run.status})")

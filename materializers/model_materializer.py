@@ -10,8 +10,8 @@ from zenml.enums import ArtifactType, VisualizationType
 from zenml.materializers.base_materializer import BaseMaterializer
 
 from materializers.directory import download_folder, upload_folder
-from walsrec.model import FORMAT_VERSION, RecommenderModel
-from walsrec.reports import learning_curve_html
+from walsrec.evaluation.reports import learning_curve_html
+from walsrec.models.recommender import FORMAT_VERSION, RecommenderModel
 
 
 class RecommenderModelMaterializer(BaseMaterializer):

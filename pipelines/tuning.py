@@ -67,7 +67,7 @@ def tuning_report(run_id: str) -> str:
     """What `python run.py tune` prints: model version, study, best params, test metrics."""
     from zenml.client import Client
 
-    from walsrec.reports import metrics_table_markdown
+    from walsrec.evaluation.reports import metrics_table_markdown
 
     run = Client().get_pipeline_run(run_id)
     best = run.steps["best_params_selector"].outputs["best_params"][0].load()

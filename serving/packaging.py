@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from walsrec.errors import WalsrecError
-from walsrec.model import RecommenderModel
+from walsrec.models.recommender import RecommenderModel
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def save_to_model_store(
             labels, all go into the model's metadata.
         bento_model_name: the BentoML model name (the service serves `walsrec:latest`).
         item_metadata: a catalogue table (CSV/TSV/Parquet with `item_id`) whose columns the
-            service's `where` conditions filter on (walsrec.item_table); stored beside the
+            service's `where` conditions filter on (walsrec.inference.item_table); stored beside the
             model as `item_table.json`, its SHA-256 in the BentoML model's metadata.
 
     Returns:
@@ -69,7 +69,7 @@ def save_to_model_store(
     """
     import bentoml
 
-    from walsrec.item_table import read_item_table
+    from walsrec.inference.item_table import read_item_table
 
     labels = model_labels(model_name, model_version, metrics)
     metadata = {"metrics": metrics or {}, "trained_at": model.metadata.get("trained_at")}

@@ -13,9 +13,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from serving.schemas import MAX_ANSWER_ITEMS
-from walsrec.item_table import ItemFilter
-from walsrec.model import RecommenderModel
-from walsrec.topk import PAD_ITEM, top_k
+from walsrec.inference.item_table import ItemFilter
+from walsrec.inference.topk import PAD_ITEM, top_k
+from walsrec.models.recommender import RecommenderModel
 
 __all__ = ["OnlineRecommender", "RequestError"]
 
@@ -42,8 +42,8 @@ class OnlineRecommender:
 
     Args:
         model: the trained model (its arrays are used as they are, not copied).
-        item_fields: the item table's fields (walsrec.item_table), one value per item, that
-            `where` conditions filter on; None: the model has no item table.
+        item_fields: the item table's fields (walsrec.inference.item_table), one value per item,
+            that `where` conditions filter on; None: the model has no item table.
     """
 
     def __init__(self, model: RecommenderModel, item_fields: dict[str, list] | None = None) -> None:

@@ -79,8 +79,8 @@ from serving.schemas import (  # noqa: E402
 )
 from walsrec import native  # noqa: E402
 from walsrec.errors import WalsrecError  # noqa: E402
-from walsrec.item_table import load_item_table  # noqa: E402
-from walsrec.model import RecommenderModel, file_sha256  # noqa: E402
+from walsrec.inference.item_table import load_item_table  # noqa: E402
+from walsrec.models.recommender import RecommenderModel, file_sha256  # noqa: E402
 
 logger = logging.getLogger("walsrec.serving")
 
@@ -128,8 +128,8 @@ ITEM_TABLE_FILE = "item_table.json"  # beside the model's files (serving/packagi
 class WalsrecService:
     """Loads the model once per worker and answers from memory.
 
-    A model that fails validation (walsrec.model: checksums, finite factors, indices, ids)
-    leaves the worker up but never ready: /readyz answers 503 and the log has one line naming
+    A model that fails validation (walsrec.models.recommender: checksums, finite factors, indices,
+    ids) leaves the worker up but never ready: /readyz answers 503 and the log has one line naming
     the model version and the file.
     """
 

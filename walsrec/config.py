@@ -1,14 +1,14 @@
 """The sections of a pipeline config, their keys, and the check run before anything starts.
 
 Every section of a config's `parameters:` is read by one strict pydantic model, a `_Section`
-(`wals:` by `walsrec.wals_config.WALSConfig`, `promotion:` by `PromotionConfig` below, ...);
+(`wals:` by `walsrec.models.wals_config.WALSConfig`, `promotion:` by `PromotionConfig` below, ...);
 its keys are that model's fields. `check_parameters` rejects any other key, in every section,
 with its path and the nearest valid name, then checks every section's values with its model
 (`check_values`; none of the models' modules imports TensorFlow or ZenML), before data is read. It
 reads the field names from the classes' source code rather than importing them (importing
-`walsrec.wals` starts TensorFlow), so the keys it accepts are exactly the ones the code reads:
-a field added or renamed there is known here at once (tests/cli/test_config_check.py holds the
-two equal).
+`walsrec.models.wals` starts TensorFlow), so the keys it accepts are exactly the ones the code
+reads: a field added or renamed there is known here at once (tests/cli/test_config_check.py holds
+the two equal).
 """
 
 from __future__ import annotations
@@ -286,7 +286,7 @@ class MappingOf:
 @dataclass(frozen=True)
 class SearchSpaceSection:
     """`tuning.search_space`: each key a key of `targets`; a mapping value is a range or
-    choices with the keys of `spec` (walsrec.tuning_config.ParameterSpec), a scalar a fixed
+    choices with the keys of `spec` (walsrec.tuning.config.ParameterSpec), a scalar a fixed
     value."""
 
     targets: tuple[str, ...]
@@ -314,16 +314,16 @@ SECTIONS: dict[str, Section] = {
     ),
     "preprocess": Section("walsrec.data.splits", "PreprocessConfig"),
     "split": Section("walsrec.data.splits", "SplitConfig"),
-    "wals": Section("walsrec.wals_config", "WALSConfig"),
-    "bayes": Section("walsrec.bayes", "BayesConfig"),
-    "blend": Section("walsrec.ensemble", "BlendConfig"),
+    "wals": Section("walsrec.models.wals_config", "WALSConfig"),
+    "bayes": Section("walsrec.models.bayes", "BayesConfig"),
+    "blend": Section("walsrec.models.ensemble", "BlendConfig"),
     "tuning": Section(
-        "walsrec.tuning_config",
+        "walsrec.tuning.config",
         "TuningConfig",
         {
             "search_space": SearchSpaceSection(
                 ("wals", "blend", "bayes"),
-                Section("walsrec.tuning_config", "ParameterSpec", not_keys=("name",)),
+                Section("walsrec.tuning.config", "ParameterSpec", not_keys=("name",)),
             )
         },
     ),
@@ -375,9 +375,9 @@ def typed_sections() -> dict[str, type[_Section]]:
     """The sections read by a pydantic model, by name (`tuning:` aside: `check_values` checks
     it with its search space): their values are checked at the command's start (their modules
     import neither TensorFlow nor ZenML)."""
-    from walsrec.bayes import BayesConfig
     from walsrec.data.splits import PreprocessConfig, SplitConfig
-    from walsrec.ensemble import BlendConfig
+    from walsrec.models.bayes import BayesConfig
+    from walsrec.models.ensemble import BlendConfig
 
     return {
         "data": DataConfig,
@@ -406,11 +406,11 @@ def check_values(parameters: Mapping[str, Any]) -> None:
     for name, cls in typed_sections().items():
         if parameters.get(name) is not None:
             cls.from_dict(parameters[name], f"parameters.{name}")
-    from walsrec.metrics import RANKING_METRICS
+    from walsrec.evaluation.metrics import RANKING_METRICS
 
     if parameters.get("wals") is not None:
+        from walsrec.models.wals_config import WALSConfig, WALSParameters
         from walsrec.profile import AUTO, AUTO_KEYS
-        from walsrec.wals_config import WALSConfig, WALSParameters
 
         WALSParameters.from_dict(parameters["wals"], "parameters.wals")
         given = {
@@ -420,7 +420,7 @@ def check_values(parameters: Mapping[str, Any]) -> None:
         }
         WALSConfig.from_dict(given, "parameters.wals")  # the rules over several keys
     if parameters.get("tuning") is not None:
-        from walsrec.tuning_config import TuningConfig
+        from walsrec.tuning.config import TuningConfig
 
         try:
             TuningConfig.from_dict(parameters["tuning"], "parameters.tuning")

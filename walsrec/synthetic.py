@@ -604,12 +604,12 @@ if __name__ == "__main__":
 
 def random_model(
     n_users: int, n_items: int, *, n_factors: int = 64, seen_per_user: int = 10, seed: int = 0
-):  # -> walsrec.model.RecommenderModel (imported lazily, as pandas above)
+):  # -> walsrec.models.recommender.RecommenderModel (imported lazily, as pandas above)
     """A recommender with random float32 factors and `seen_per_user` random seen items per user
     (ids `user<i>`, `item<j>`): the cost of scoring and ranking depends on the shape, not on
     what the factors learned, so benchmarks and tests of top-k use it at any size.
     """
-    from walsrec.model import RecommenderModel
+    from walsrec.models.recommender import RecommenderModel
 
     rng = np.random.default_rng(seed)
     seen_per_user = min(seen_per_user, n_items)

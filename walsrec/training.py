@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from walsrec.baselines import PopularityModel
-from walsrec.bayes import BayesConfig, PairAverage, PosteriorSample, train_bayes
 from walsrec.data import Dataset
-from walsrec.metrics import evaluate, rating_metrics
-from walsrec.model import RecommenderModel
-from walsrec.wals_config import WALSConfig
+from walsrec.evaluation.metrics import evaluate, rating_metrics
+from walsrec.models.bayes import BayesConfig, PairAverage, PosteriorSample, train_bayes
+from walsrec.models.popularity import PopularityModel
+from walsrec.models.recommender import RecommenderModel
+from walsrec.models.wals_config import WALSConfig
 
 if TYPE_CHECKING:
-    from walsrec.wals import WALSModel
+    from walsrec.models.wals import WALSModel
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def train_model(
     Args:
         dataset: the split dataset; test data is never read here.
         config: the WALS hyperparameters.
-        bayes: posterior averaging (`walsrec.bayes`); None or 0 samples trains plain WALS.
+        bayes: posterior averaging (`walsrec.models.bayes`); None or 0 samples trains plain WALS.
         k: cut-off for the per-epoch validation metrics of the learning curve.
         validation_every_epoch: when the dataset has a validation split, evaluate on it after
             each epoch (the learning curve); cheap on MovieLens-100K, skip it at large scale.
@@ -54,7 +54,7 @@ def train_model(
     """
     # TensorFlow is imported here, when training starts, not with this module: evaluation and a
     # run whose training is served from ZenML's cache never import it.
-    from walsrec.wals import train_wals
+    from walsrec.models.wals import train_wals
 
     validation_curve: dict[int, dict[str, float]] = {}
     validating = (

@@ -6,9 +6,9 @@
 Each mode runs in its own process on the same model (random float32 factors, 64 of them, and
 about 10 seen items per user: the cost depends on the shape, not on what the factors learned):
 
-- `frame`: `walsrec.recommend.recommendations_frame` then `write_table`, what batch inference
-  did before streaming (its step also returned the frame, which ZenML then stored again);
-- `stream`: `walsrec.recommend.write_recommendations`, `--chunk-users` users at a time.
+- `frame`: `walsrec.inference.recommend.recommendations_frame` then `write_table`, what batch
+  inference did before streaming (its step also returned the frame, which ZenML then stored again);
+- `stream`: `walsrec.inference.recommend.write_recommendations`, `--chunk-users` users at a time.
 
 The process's peak RSS (VmHWM) is reset once the model is built (`/proc/self/clear_refs`), so
 the number printed is what writing the top-k added on top of the model; the model's own size
@@ -35,7 +35,7 @@ def _status_kib(field: str) -> int:
 
 
 def measure(args: argparse.Namespace) -> None:
-    from walsrec import recommend
+    from walsrec.inference import recommend
     from walsrec.synthetic import random_model
 
     model = random_model(args.users, args.items, n_factors=args.factors, seen_per_user=args.seen)

@@ -3,8 +3,8 @@
     python bench/eval_speed/run.py                      # the MovieLens-20M shape, 64 factors
     python bench/eval_speed/run.py --shape lastfm-2k --repeats 5
 
-`walsrec.metrics.evaluate`, the function the training pipeline's evaluator, tuning trials and
-batch inference (`recommend`) share, on `walsrec.synthetic` data of a named shape split 75/25
+`walsrec.evaluation.metrics.evaluate`, the function the training pipeline's evaluator, tuning trials
+and batch inference (`recommend`) share, on `walsrec.synthetic` data of a named shape split 75/25
 per user, with random float32 factors (the cost of ranking depends on the shape, not on what
 the factors learned). Each repeat times it twice, alternating: with the native ranking kernels
 (`walsrec/native/kernels.cc`) and with the NumPy selection (`WALSREC_NATIVE_KERNELS=0`'s path),
@@ -30,8 +30,8 @@ import scipy.sparse as sp  # noqa: E402
 
 from walsrec import native, synthetic  # noqa: E402
 from walsrec.data.splits import random_holdout  # noqa: E402
-from walsrec.metrics import evaluate  # noqa: E402
-from walsrec.topk import chunk_size_for  # noqa: E402
+from walsrec.evaluation.metrics import evaluate  # noqa: E402
+from walsrec.inference.topk import chunk_size_for  # noqa: E402
 
 
 def load_text() -> str:

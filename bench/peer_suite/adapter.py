@@ -1,4 +1,5 @@
-"""implicit's `AlternatingLeastSquares` interface over `walsrec.model.RecommenderModel`.
+"""implicit's `AlternatingLeastSquares` interface over
+`walsrec.models.recommender.RecommenderModel`.
 
 The peer suite (implicit's tests/recommender_base_test.py) talks to a model by positions
 (integers) and implicit's names; walsrec's model talks ids. A model fitted on a bare matrix
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from walsrec.model import RecommenderModel, UnknownIdError
+from walsrec.models.recommender import RecommenderModel, UnknownIdError
 
 try:  # the suite imports implicit anyway; the adapter itself only needs its warning type
     from implicit.utils import ParameterWarning

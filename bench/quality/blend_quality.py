@@ -1,4 +1,4 @@
-"""Validation NDCG@10 of WALS alone vs blended with each item-item model (walsrec.ensemble).
+"""Validation NDCG@10 of WALS alone vs blended with each item-item model (walsrec.models.ensemble).
 
     python bench/quality/blend_quality.py
 
@@ -23,10 +23,10 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from walsrec.data import SplitConfig, build_dataset, load_source  # noqa: E402
-from walsrec.ensemble import BlendConfig, blended_score_fn, item_item_matrix  # noqa: E402
-from walsrec.metrics import evaluate  # noqa: E402
+from walsrec.evaluation.metrics import evaluate  # noqa: E402
+from walsrec.models.ensemble import BlendConfig, blended_score_fn, item_item_matrix  # noqa: E402
+from walsrec.models.wals import WALSConfig, train_wals  # noqa: E402
 from walsrec.synthetic import SHAPES, generate_interactions  # noqa: E402
-from walsrec.wals import WALSConfig, train_wals  # noqa: E402
 
 WALS = WALSConfig(n_factors=32, regularization=30.0, alpha=1.0, epochs=10, jit_compile=False)
 WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)

@@ -43,13 +43,13 @@ import scipy.sparse as sp  # noqa: E402
 import yaml  # noqa: E402
 from run_bench import tune_implicit, tune_ours  # noqa: E402
 
-from walsrec.baselines import PopularityModel  # noqa: E402
 from walsrec.data import SplitConfig, build_dataset, load_source  # noqa: E402
-from walsrec.metrics import evaluate  # noqa: E402
+from walsrec.evaluation.metrics import evaluate  # noqa: E402
+from walsrec.models.popularity import PopularityModel  # noqa: E402
+from walsrec.models.wals import WALSConfig  # noqa: E402
 from walsrec.profile import profile_dataset, profile_matrix, resolve_auto  # noqa: E402
 from walsrec.synthetic import generate_event_log, generate_interactions  # noqa: E402
 from walsrec.training import train_model  # noqa: E402
-from walsrec.wals import WALSConfig  # noqa: E402
 
 # name -> how to make it: ("ml-100k",) or (kind, n_users, n_items, n_interactions).
 DATASETS = {

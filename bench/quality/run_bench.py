@@ -32,9 +32,9 @@ import scipy.sparse as sp  # noqa: E402
 import yaml  # noqa: E402
 from make_split import COLUMNS, split_frame  # noqa: E402
 
-from walsrec.baselines import PopularityModel  # noqa: E402
 from walsrec.data import SplitConfig, build_dataset, load_source  # noqa: E402
-from walsrec.metrics import evaluate  # noqa: E402
+from walsrec.evaluation.metrics import evaluate  # noqa: E402
+from walsrec.models.popularity import PopularityModel  # noqa: E402
 from walsrec.profile import profile_dataset  # noqa: E402
 from walsrec.tuning import (  # noqa: E402
     TuningConfig,

@@ -20,7 +20,7 @@ from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from serving.recommender import OnlineRecommender  # noqa: E402
-from walsrec.model import RecommenderModel  # noqa: E402
+from walsrec.models.recommender import RecommenderModel  # noqa: E402
 
 engine = OnlineRecommender(RecommenderModel.load(os.environ["WALSREC_MODEL_DIR"]))
 

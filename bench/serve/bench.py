@@ -46,7 +46,7 @@ end
 
 def random_model(n_users: int, n_items: int, n_factors: int, seen_per_user: int, seed: int = 0):
     """A RecommenderModel with random factors and random seen items (ids "0", "1", ...)."""
-    from walsrec.model import RecommenderModel
+    from walsrec.models.recommender import RecommenderModel
 
     rng = np.random.default_rng(seed)
     scale = 1 / np.sqrt(n_factors)

@@ -73,7 +73,7 @@ def worker(solver: str, folder: Path, settings: dict) -> dict:
     import scipy.sparse as sp
 
     if solver.startswith("walsrec"):
-        from walsrec.wals import configure_threads
+        from walsrec.models.wals import configure_threads
 
         if settings["kernel"] == "graph":
             # Two chunks in flight, each op single-threaded: better than threads inside small ops.
@@ -87,7 +87,7 @@ def worker(solver: str, folder: Path, settings: dict) -> dict:
         threadpool_limits(1, "blas")  # implicit's own threads do the work
         from implicit.cpu.als import AlternatingLeastSquares
     runtime_rss = peak_rss_mb()
-    from walsrec.metrics import evaluate
+    from walsrec.evaluation.metrics import evaluate
 
     train = sp.load_npz(folder / "train.npz").tocsr()
     test = sp.load_npz(folder / "test.npz").tocsr()
@@ -108,7 +108,7 @@ def worker(solver: str, folder: Path, settings: dict) -> dict:
     # time an epoch before calling back), for time-to-quality.
     curve: list[float] = []
     if solver.startswith("walsrec"):
-        from walsrec.wals import WALSConfig, train_wals
+        from walsrec.models.wals import WALSConfig, train_wals
 
         config = WALSConfig(
             n_factors=settings["factors"],

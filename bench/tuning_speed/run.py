@@ -92,7 +92,7 @@ def trial_seconds(objective, params: dict, repeats: int) -> tuple[list[float], f
     """Wall times of `repeats` trials (after one warm-up), and the solve seconds per epoch."""
     import optuna
 
-    from walsrec import wals
+    from walsrec.models import wals
 
     solves: list[float] = []
     original = wals.train_wals
@@ -102,7 +102,7 @@ def trial_seconds(objective, params: dict, repeats: int) -> tuple[list[float], f
         solves.extend(h.seconds for h in model.history)
         return model
 
-    wals_module_names = ("walsrec.tuning",)
+    wals_module_names = ("walsrec.tuning.objective",)
     for name in wals_module_names:
         sys.modules[name].train_wals = recording
     value = objective(optuna.trial.FixedTrial(params))  # warm-up: tracing, first allocations

@@ -11,8 +11,8 @@ from zenml.integrations.pandas.materializers.pandas_materializer import PandasMa
 
 from steps.data.data_loader import loader_options
 from walsrec.data import load_source
-from walsrec.model import RecommenderModel
-from walsrec.recommend import predict_pairs, write_table
+from walsrec.inference.recommend import predict_pairs, write_table
+from walsrec.models.recommender import RecommenderModel
 
 logger = logging.getLogger(__name__)
 

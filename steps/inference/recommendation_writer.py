@@ -11,8 +11,8 @@ from zenml import get_step_context, log_metadata, step
 from zenml.client import Client
 
 from walsrec.config import OutputConfig
-from walsrec.model import RecommenderModel
-from walsrec.recommend import load_user_list, write_recommendations
+from walsrec.inference.recommend import load_user_list, write_recommendations
+from walsrec.models.recommender import RecommenderModel
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,8 @@ def recommendation_writer(
     model: RecommenderModel, output: OutputConfig
 ) -> Annotated[dict, "recommendations"]:
     """Top-k per user in original ids, columns `user_id,item_id,score,rank`, streamed to a file
-    chunk by chunk (`walsrec.recommend.write_recommendations`): memory is bounded by a chunk,
-    not by the number of users.
+    chunk by chunk (`walsrec.inference.recommend.write_recommendations`): memory is bounded by a
+    chunk, not by the number of users.
 
     Args:
         model: the trained model.

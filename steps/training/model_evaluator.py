@@ -13,8 +13,8 @@ from zenml.types import HTMLString, MarkdownString
 
 from walsrec.config import EvaluationConfig
 from walsrec.data import Dataset
-from walsrec.model import RecommenderModel
-from walsrec.reports import metrics_table_markdown, model_versions_html
+from walsrec.evaluation.reports import metrics_table_markdown, model_versions_html
+from walsrec.models.recommender import RecommenderModel
 from walsrec.training import evaluate_model
 
 logger = logging.getLogger(__name__)

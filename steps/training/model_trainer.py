@@ -8,13 +8,13 @@ from typing import Annotated
 from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
-from walsrec.bayes import BayesConfig
 from walsrec.config import EvaluationConfig
 from walsrec.data import Dataset
-from walsrec.model import RecommenderModel
+from walsrec.models.bayes import BayesConfig
+from walsrec.models.recommender import RecommenderModel
+from walsrec.models.wals_config import WALSConfig, WALSParameters
 from walsrec.profile import DataProfile, resolve_auto
 from walsrec.training import train_model
-from walsrec.wals_config import WALSConfig, WALSParameters
 
 logger = logging.getLogger(__name__)
 

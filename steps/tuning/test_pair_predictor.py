@@ -11,8 +11,8 @@ from zenml import log_metadata, step
 from zenml.integrations.pandas.materializers.pandas_materializer import PandasMaterializer
 
 from walsrec.data import Dataset, Interactions
-from walsrec.model import RecommenderModel
-from walsrec.recommend import write_table
+from walsrec.inference.recommend import write_table
+from walsrec.models.recommender import RecommenderModel
 from walsrec.tuning import predict_every_pair
 
 logger = logging.getLogger(__name__)

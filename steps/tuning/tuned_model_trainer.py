@@ -9,7 +9,7 @@ from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
 from walsrec.data import Dataset
-from walsrec.model import RecommenderModel
+from walsrec.models.recommender import RecommenderModel
 from walsrec.profile import DataProfile, resolve_auto
 from walsrec.tuning import split_params, train_best_model
 

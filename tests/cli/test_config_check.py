@@ -328,7 +328,7 @@ def test_step_parameters_are_the_typed_sections() -> None:
     )
     from walsrec.config import EvaluationConfig, OutputConfig, PromotionConfig
     from walsrec.data import PreprocessConfig, SplitConfig
-    from walsrec.wals_config import WALSParameters
+    from walsrec.models.wals_config import WALSParameters
 
     for step_obj, name, cls in (
         (model_trainer, "wals", WALSParameters),
@@ -341,8 +341,8 @@ def test_step_parameters_are_the_typed_sections() -> None:
     ):
         assert step_obj.entrypoint_definition.inputs[name].annotation is cls
     from steps import best_params_selector, tuning_study, tuning_worker
-    from walsrec.bayes import BayesConfig
-    from walsrec.tuning_config import TuningConfig
+    from walsrec.models.bayes import BayesConfig
+    from walsrec.tuning.config import TuningConfig
 
     assert model_trainer.entrypoint_definition.inputs["bayes"].annotation == BayesConfig | None
     for step_obj in (tuning_study, tuning_worker, best_params_selector):

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import yaml
 
 from tests.conftest import PROJECT_ROOT
-from walsrec.wals import WALSConfig, train_wals
+from walsrec.models.wals import WALSConfig, train_wals
 
 BAR = re.compile(r"WALS:\s+\d+%\|")
 

@@ -43,12 +43,13 @@ def test_the_training_pipeline_imports_its_steps_but_tensorflow_only_when_traini
     tmp_path,
 ) -> None:
     """A cached rerun of `python run.py` runs no training step: TensorFlow (seconds to import)
-    comes with the first call of walsrec.wals.train_wals, not with the pipeline's modules."""
+    comes with the first call of walsrec.models.wals.train_wals, not with the pipeline's modules."""
     env = {**os.environ, "ZENML_ANALYTICS_OPT_IN": "false", "ZENML_CONFIG_PATH": str(tmp_path)}
     probe = (
         "from pipelines import training_pipeline\nimport sys\n"
         "print(sorted(m for m in ('steps.training.model_trainer', "
-        "'steps.training.model_evaluator', 'tensorflow', 'walsrec.wals') if m in sys.modules))"
+        "'steps.training.model_evaluator', 'tensorflow', 'walsrec.models.wals') "
+        "if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from walsrec.baselines import PopularityModel
 from walsrec.errors import DataError
-from walsrec.metrics import evaluate
-from walsrec.topk import recommend
+from walsrec.evaluation.metrics import evaluate
+from walsrec.inference.topk import recommend
+from walsrec.models.popularity import PopularityModel
 
 # 3 users, 5 items; values are ratings and must not matter for the counts.
 TRAIN = scipy.sparse.csr_matrix(

@@ -1,5 +1,5 @@
-"""Posterior averaging of explicit biased WALS (walsrec.bayes): the Gibbs sampler's draws, its
-average against the point estimate, determinism, the SVD compression and config errors."""
+"""Posterior averaging of explicit biased WALS (walsrec.models.bayes): the Gibbs sampler's draws,
+its average against the point estimate, determinism, the SVD compression and config errors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from walsrec import bayes as bayes_module
-from walsrec.bayes import (
+from walsrec.errors import ConfigError, DataError
+from walsrec.models import bayes as bayes_module
+from walsrec.models.bayes import (
     BayesConfig,
     PairAverage,
     PosteriorMean,
@@ -16,8 +17,7 @@ from walsrec.bayes import (
     gibbs_samples,
     train_bayes,
 )
-from walsrec.errors import ConfigError, DataError
-from walsrec.wals import WALSConfig, train_wals
+from walsrec.models.wals import WALSConfig, train_wals
 
 RATING_WALS = {
     "mode": "explicit",

@@ -8,7 +8,12 @@ import pandas as pd
 import pytest
 
 from walsrec.errors import DataError
-from walsrec.item_table import ItemFilter, load_item_table, read_item_table, write_item_table
+from walsrec.inference.item_table import (
+    ItemFilter,
+    load_item_table,
+    read_item_table,
+    write_item_table,
+)
 
 ITEMS = ["a", "b", "c", "d"]
 

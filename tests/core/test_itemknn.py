@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from walsrec.ensemble import BlendConfig, blend_model, item_item_matrix, resolve_method
 from walsrec.errors import ConfigError, DataError
-from walsrec.itemknn import knn_item_weights, top_n_per_row
-from walsrec.model import RecommenderModel, binary_rows, score_rows
+from walsrec.models.ensemble import BlendConfig, blend_model, item_item_matrix, resolve_method
+from walsrec.models.itemknn import knn_item_weights, top_n_per_row
+from walsrec.models.recommender import RecommenderModel, binary_rows, score_rows
 from walsrec.synthetic import generate_interactions
 
 

@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse
 
 from walsrec.errors import ConfigError, DataError
-from walsrec.metrics import RANKING_METRICS, evaluate, ranking_metrics, rating_metrics
+from walsrec.evaluation.metrics import RANKING_METRICS, evaluate, ranking_metrics, rating_metrics
 
 N_ITEMS = 6
 

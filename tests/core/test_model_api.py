@@ -15,8 +15,8 @@ import pytest
 import scipy.sparse as sp
 
 from walsrec.errors import DataError
-from walsrec.fold_in import FoldIn
-from walsrec.model import RecommenderModel, UnknownIdError
+from walsrec.models.fold_in import FoldIn
+from walsrec.models.recommender import RecommenderModel, UnknownIdError
 from walsrec.synthetic import generate_interactions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,7 +167,7 @@ def test_rows_without_interactions_are_never_neighbours(model) -> None:
 
 @pytest.fixture(scope="module")
 def blended(model) -> RecommenderModel:
-    from walsrec.ensemble import BlendConfig, blend_model
+    from walsrec.models.ensemble import BlendConfig, blend_model
 
     return blend_model(model, BlendConfig(item_item_weight=0.3, method="knn"))
 
@@ -280,7 +280,7 @@ def test_inference_never_imports_tensorflow(model, tmp_path) -> None:
     model.save(tmp_path / "model.zip")
     script = f"""
 import sys
-from walsrec.model import RecommenderModel
+from walsrec.models.recommender import RecommenderModel
 model = RecommenderModel.load({str(tmp_path / "model.zip")!r})
 model.recommend(["u1", "u2"], N=3)
 model.recommend("new", user_items=["i1", "i2"], recalculate_user=True)

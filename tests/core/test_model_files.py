@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from walsrec.errors import DataError
-from walsrec.model import FORMAT_VERSION, RecommenderModel, file_sha256
+from walsrec.models.recommender import FORMAT_VERSION, RecommenderModel, file_sha256
 
 
 def _model(n_users: int = 6, n_items: int = 5) -> RecommenderModel:
@@ -112,7 +112,7 @@ def test_a_version_2_folder_loads_without_checksums_and_says_so(saved: Path, cap
     meta["format_version"] = 2
     del meta["checksums"]
     (saved / "metadata.json").write_text(json.dumps(meta))
-    with caplog.at_level(logging.WARNING, logger="walsrec.model"):
+    with caplog.at_level(logging.WARNING, logger="walsrec.models.recommender"):
         RecommenderModel.load(saved)
     assert "records no checksums" in caplog.text
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from walsrec.errors import ConfigError
-from walsrec.model import RecommenderModel
-from walsrec.recommend import recommendations_frame, write_recommendations
+from walsrec.inference.recommend import recommendations_frame, write_recommendations
+from walsrec.models.recommender import RecommenderModel
 from walsrec.synthetic import random_model
 
 

@@ -9,10 +9,10 @@ import scipy.sparse as sp
 
 from walsrec.data import ColumnSpec, load_interactions
 from walsrec.errors import ConfigError
-from walsrec.metrics import evaluate
+from walsrec.evaluation.metrics import evaluate
+from walsrec.models.wals import WALSConfig, train_wals
 from walsrec.synthetic import generate_event_log, generate_interactions
 from walsrec.synthetic import main as synthetic_main
-from walsrec.wals import WALSConfig, train_wals
 
 
 def test_shape_counts_and_distinct_pairs() -> None:

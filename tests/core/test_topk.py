@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-import walsrec.topk as topk_module
+import walsrec.inference.topk as topk_module
 from walsrec.errors import ConfigError, DataError
-from walsrec.topk import PAD_ITEM, recommend, top_k
+from walsrec.inference.topk import PAD_ITEM, recommend, top_k
 
 
 def reference_top_k(scores, k, exclude=None, allowed=None):
@@ -234,7 +234,7 @@ def test_recommend_same_scores_equals_recommend_over_the_broadcast_row(monkeypat
     returns for the same row broadcast to every user: ties to the lower index, seen and
     disallowed items skipped, -inf never returned, padding when candidates run out."""
     from walsrec import native
-    from walsrec.topk import recommend_same_scores
+    from walsrec.inference.topk import recommend_same_scores
 
     if not native_kernels:
         monkeypatch.setattr(native, "kernels", lambda: None)
@@ -264,7 +264,7 @@ def test_recommend_same_scores_equals_recommend_over_the_broadcast_row(monkeypat
 
 
 def test_recommend_same_scores_checks_its_arguments():
-    from walsrec.topk import recommend_same_scores
+    from walsrec.inference.topk import recommend_same_scores
 
     seen = scipy.sparse.csr_matrix(np.eye(3))
     with pytest.raises(DataError, match="outside the exclude matrix"):

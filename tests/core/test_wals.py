@@ -13,15 +13,14 @@ from pydantic import ValidationError
 
 from walsrec import native
 from walsrec.errors import ConfigError, DataError, WalsrecError
-from walsrec.wals import (
+from walsrec.models.wals import (
     EpochStats,
     WALSConfig,
     WALSModel,
-    _length_ladder,
-    _plan_side,
     configure_threads,
     train_wals,
 )
+from walsrec.models.wals_graph import _length_ladder, _plan_side
 
 
 def random_ratings(
@@ -289,7 +288,7 @@ def test_fold_in_is_the_training_user_solve(case: str) -> None:
 
     # Items are solved last in an epoch: folding an item's column in against the final user
     # factors (the item side, as partial_fit_items does) reproduces the final item factors.
-    from walsrec.fold_in import FoldIn
+    from walsrec.models.fold_in import FoldIn
 
     items = FoldIn(
         config.to_dict(),
@@ -472,7 +471,7 @@ def test_predict_and_score_users_agree_and_check_indices() -> None:
 
 def test_configure_threads_too_late_only_warns(caplog: pytest.LogCaptureFixture) -> None:
     train_wals(sp.csr_matrix(np.eye(3, dtype=np.float32)), WALSConfig(n_factors=2, epochs=1))
-    with caplog.at_level(logging.WARNING, logger="walsrec.wals"):
+    with caplog.at_level(logging.WARNING, logger="walsrec.models.wals"):
         configure_threads(intra_op=1, inter_op=1)
     # TensorFlow is running by now, so either the values already matched or it warned.
     changed = tf.config.threading.get_intra_op_parallelism_threads() == 1
@@ -615,14 +614,14 @@ def test_kernel_auto_falls_back_when_the_fused_kernel_cannot_be_built(
     monkeypatch.setenv("WALSREC_NATIVE_CACHE", str(tmp_path / "native"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr("walsrec.wals._warned_no_fused_kernel", False)
+    monkeypatch.setattr("walsrec.models.wals._warned_no_fused_kernel", False)
     native.load.cache_clear()
     try:
         with pytest.raises(native.NativeBuildError, match="no C\\+\\+ compiler found"):
             native.build()
         matrix = sp.csr_matrix(random_ratings(20, 15, density=0.3, seed=5)[0], dtype=np.float32)
         config = WALSConfig(n_factors=3, epochs=2, dtype="float64")
-        with caplog.at_level(logging.WARNING, logger="walsrec.wals"):
+        with caplog.at_level(logging.WARNING, logger="walsrec.models.wals"):
             auto = train_wals(matrix, config)
         assert "fused WALS kernel is unavailable" in caplog.text
         assert "no C++ compiler found" in caplog.text

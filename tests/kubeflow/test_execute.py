@@ -227,7 +227,7 @@ def assert_bento_in_the_bucket(cluster: Cluster, execution: Execution, home: Pat
     # The import put the packed model into that home's model store, and it loads (every file's
     # SHA-256 checked): the synthetic data's 300 users.
     load = (
-        "import sys, bentoml\nfrom walsrec.model import RecommenderModel\n"
+        "import sys, bentoml\nfrom walsrec.models.recommender import RecommenderModel\n"
         "print(len(RecommenderModel.load(bentoml.models.get(sys.argv[1]).path).user_ids))"
     )
     loaded = subprocess.run(

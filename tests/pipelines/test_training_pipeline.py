@@ -16,7 +16,7 @@ from pipelines import batch_inference_pipeline, training_pipeline
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.conftest import make_config
 from walsrec.config import OutputConfig
-from walsrec.model import RecommenderModel
+from walsrec.models.recommender import RecommenderModel
 
 
 def _production(model_name: str):

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from serving.cli import serve_command, stop_server, wait_until_ready
 from tests.conftest import PROJECT_ROOT
 from tests.pipelines.conftest import train_config  # noqa: F401  (shared fixture)
-from walsrec.model import RecommenderModel
+from walsrec.models.recommender import RecommenderModel
 
 N_USERS, N_ITEMS, N_FACTORS = 40, 60, 8
 

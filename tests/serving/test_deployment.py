@@ -41,7 +41,7 @@ def test_bentoml_build_makes_a_bento_offline(packaged_model: str, monkeypatch) -
     bento = bentoml.get(tag)
     source = Path(bento.path, "src")
     assert (source / "serving" / "service.py").is_file()
-    assert (source / "walsrec" / "model.py").is_file()
+    assert (source / "walsrec" / "models" / "recommender.py").is_file()
     assert not (source / "serving" / "cli.py").exists()
     assert not (source / "tests").exists() and not (source / "steps").exists()
     (service_info,) = bento.info.services

@@ -1,4 +1,4 @@
-"""The service's fold-in (walsrec.fold_in, NumPy) agrees with the trained model's users.
+"""The service's fold-in (walsrec.models.fold_in, NumPy) agrees with the trained model's users.
 
 That it is exactly the training's own solve, for every weighting, mode and bias setting, is
 tested in tests/core/test_wals.py (test_fold_in_is_the_training_user_solve)."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from walsrec.fold_in import FoldIn
-from walsrec.wals import WALSConfig
+from walsrec.models.fold_in import FoldIn
+from walsrec.models.wals import WALSConfig
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def _top10_agreement(model, n_users: int = 50) -> float:
 
 @pytest.mark.parametrize("method", ["ease", "knn"])
 def test_fold_in_of_a_known_user_reproduces_their_blended_top_10(trained, method) -> None:
-    from walsrec.ensemble import BlendConfig, blend_model
+    from walsrec.models.ensemble import BlendConfig, blend_model
 
     blended = blend_model(trained, BlendConfig(item_item_weight=0.5, method=method))
     assert blended.blended
@@ -56,7 +56,7 @@ def test_fold_in_of_a_known_user_reproduces_their_blended_top_10(trained, method
 def test_service_logic_scores_a_blended_model_with_the_blend_formula() -> None:
     from serving.recommender import OnlineRecommender
     from tests.serving.conftest import synthetic_model
-    from walsrec.ensemble import BlendConfig, blend_model
+    from walsrec.models.ensemble import BlendConfig, blend_model
 
     model = blend_model(synthetic_model(), BlendConfig(item_item_weight=0.4, method="knn"))
     online = OnlineRecommender(model)

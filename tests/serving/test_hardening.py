@@ -32,7 +32,7 @@ from tests.serving.conftest import (
     synthetic_model,
 )
 from walsrec.errors import WalsrecError
-from walsrec.model import file_sha256
+from walsrec.models.recommender import file_sha256
 
 SERVICE_PATHS = API_ENDPOINTS | {"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/"}
 

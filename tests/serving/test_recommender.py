@@ -11,7 +11,7 @@ from serving import recommender as recommender_module
 from serving.recommender import OnlineRecommender, RequestError
 from serving.schemas import MAX_ANSWER_ITEMS
 from tests.serving.conftest import N_USERS, synthetic_model
-from walsrec.ensemble import BlendConfig, blend_model
+from walsrec.models.ensemble import BlendConfig, blend_model
 
 
 @pytest.fixture(params=["wals", "blended", "biased"])

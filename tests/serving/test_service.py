@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from serving.schemas import MAX_BATCH_USERS
 from tests.serving.conftest import N_ITEMS, guard_options
-from walsrec.fold_in import FoldIn
+from walsrec.models.fold_in import FoldIn
 
 
 def _ids(answer: dict) -> list[str]:

@@ -15,12 +15,13 @@ import pytest
 import scipy.sparse as sp
 import yaml
 
-from walsrec.bayes import BayesConfig, train_bayes
 from walsrec.data import SplitConfig, build_dataset, load_source
-from walsrec.ensemble import BlendConfig, blend_model, blended_score_fn
 from walsrec.errors import ConfigError, DataError
-from walsrec.itemknn import ease_item_weights
-from walsrec.metrics import rating_metrics
+from walsrec.evaluation.metrics import rating_metrics
+from walsrec.models.bayes import BayesConfig, train_bayes
+from walsrec.models.ensemble import BlendConfig, blend_model, blended_score_fn
+from walsrec.models.itemknn import ease_item_weights
+from walsrec.models.wals import WALSConfig
 from walsrec.training import evaluate_model, train_model
 from walsrec.tuning import (
     STORAGE_ENV,
@@ -36,7 +37,6 @@ from walsrec.tuning import (
     train_best_model,
     validation_folds,
 )
-from walsrec.wals import WALSConfig
 
 FAST_WALS = {"n_factors": 8, "regularization": 10.0, "alpha": 1.0, "epochs": 3}
 SPACE = {

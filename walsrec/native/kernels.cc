@@ -5,13 +5,13 @@
 //   pass over the row with a k-entry heap (no copy of the block, no full sort, no argpartition);
 //   blocks of 32 scores none of which beats the heap's threshold are passed over in one
 //   vectorized test (3x faster on ML-20M rows: most blocks, once the heap is full).
-//   The rules are walsrec.topk.top_k's: an item is a candidate unless it is a stored entry of
-//   the row's exclusion CSR row (sorted indices, explicit zeros removed by the caller), not
-//   allowed, or -inf; best first, equal scores to the lower item index; rows with fewer
+//   The rules are walsrec.inference.topk.top_k's: an item is a candidate unless it is a stored
+//   entry of the row's exclusion CSR row (sorted indices, explicit zeros removed by the caller),
+//   not allowed, or -inf; best first, equal scores to the lower item index; rows with fewer
 //   candidates padded with item -1 and -inf. A NaN candidate is an error: the function
 //   returns the first such row (or -1), and the caller raises.
 // walsrec_top_n_csr: the n largest stored entries of every CSR row, ties to the earlier stored
-//   entry, as a keep mask over the entries (walsrec.itemknn.top_n_per_row's rule).
+//   entry, as a keep mask over the entries (walsrec.models.itemknn.top_n_per_row's rule).
 // walsrec_ranked_top_k: top_k's result when every row has the same scores (popularity): the
 //   caller ranks the items once (best first, ties to the lower index), and each row walks that
 //   order past its excluded or disallowed items, marked in a per-thread byte map, until it has

@@ -9,7 +9,7 @@
 // o_j = offsets[j] (the fixed side's bias), G = unobserved_gram, g = unobserved_offset_term,
 // extra_j = c_j - w0 and wt_j = c_j t_j. A row without entries is set to exactly zero (no
 // information; CG would keep part of its warm start). It is the same system as the TensorFlow-op solvers in
-// wals.py (_normal_equations, _cg_chunk_solver); this kernel exists for speed:
+// walsrec/models/wals_graph.py (_normal_equations, _cg_chunk_solver); this kernel exists for speed:
 //
 // * No padding and no dispatch per chunk: rows are read straight from CSR arrays, and the work
 //   is cut into blocks of about equal cost that TensorFlow's intra-op thread pool runs.

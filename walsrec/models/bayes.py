@@ -10,7 +10,7 @@ which is much harder to overfit (ML-100K: RMSE about 0.90 instead of 0.917).
 
 Gibbs sampling uses WALS's per-row normal equations. With the items fixed, the free vector of a
 user is v_u = [x_u, b_u], the design vector of an item q_i = [y_i, 1] and its offset c_i, as in
-`walsrec.wals` (without biases v_u = x_u, q_i = y_i, no offset). Its conditional posterior is
+`walsrec.models.wals` (without biases v_u = x_u, q_i = y_i, no offset). Its conditional posterior is
 Gaussian with precision and mean
 
     A_u = Lambda_U + tau * sum_{i in O_u} q_i q_i^T
@@ -59,14 +59,14 @@ from threadpoolctl import ThreadpoolController
 from walsrec.config import _Section
 from walsrec.errors import ConfigError, DataError, WalsrecError
 from walsrec.lazy import LazyModule
+from walsrec.models.wals_config import WALSConfig
 from walsrec.progress import progress_bar
-from walsrec.wals_config import WALSConfig
 
 # scipy.linalg on first use: 0.15 s of import that a config check or a cached run never needs.
 linalg = LazyModule("scipy.linalg")
 
-if TYPE_CHECKING:  # walsrec.wals imports TensorFlow: only when sampling starts
-    from walsrec.wals import EpochStats, WALSModel
+if TYPE_CHECKING:  # walsrec.models.wals imports TensorFlow: only when sampling starts
+    from walsrec.models.wals import EpochStats, WALSModel
 
 __all__ = [
     "BayesConfig",
@@ -399,7 +399,7 @@ def _solve_lower_transposed(lower: np.ndarray, rhs: np.ndarray) -> np.ndarray:
 
 
 def _design(free: np.ndarray, use_biases: bool) -> tuple[np.ndarray, np.ndarray]:
-    """q and o of one side's rows, as in walsrec.wals: [factors, 1] and the bias."""
+    """q and o of one side's rows, as in walsrec.models.wals: [factors, 1] and the bias."""
     if not use_biases:
         return free, np.zeros(len(free))
     return np.hstack([free[:, :-1], np.ones((len(free), 1))]), free[:, -1]
@@ -488,7 +488,7 @@ def gibbs_samples(
                 "bayes.hyperprior_scale or a fixed bayes.noise_precision"
             )
         if history is not None:
-            from walsrec.wals import EpochStats
+            from walsrec.models.wals import EpochStats
 
             history.append(EpochStats(epoch=sweep, loss=error, seconds=seconds))
         log.debug(
@@ -536,7 +536,7 @@ def train_bayes(
         config is `wals` with n_factors set to the rank of the result (what fold-in needs);
         `history` has one EpochStats per sweep, burn-in included.
     """
-    from walsrec.wals import WALSModel
+    from walsrec.models.wals import WALSModel
 
     log = log or logger
     history: list[EpochStats] = []

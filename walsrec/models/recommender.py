@@ -1,7 +1,7 @@
 """The trained recommender as one object, its library API, and its plain-file format.
 
 A `RecommenderModel` bundles what serving and batch inference need: the WALS factors, an
-optional sparse item-item matrix blended into the scores (walsrec.ensemble), the id
+optional sparse item-item matrix blended into the scores (walsrec.models.ensemble), the id
 vocabularies, the interactions each user has already seen (so they can be excluded), item
 popularity (the fallback for unknown users), item titles and the training metadata.
 
@@ -57,12 +57,12 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from walsrec.baselines import PopularityModel
 from walsrec.errors import DataError
-from walsrec.fold_in import FoldIn
+from walsrec.inference.topk import PAD_ITEM, chunk_size_for, top_k
 from walsrec.lazy import LazyModule
-from walsrec.topk import PAD_ITEM, chunk_size_for, top_k
-from walsrec.wals_config import WALSConfig
+from walsrec.models.fold_in import FoldIn
+from walsrec.models.popularity import PopularityModel
+from walsrec.models.wals_config import WALSConfig
 
 # scipy.linalg on first use: 0.15 s of import that a run served from the cache never needs.
 linalg = LazyModule("scipy.linalg")
@@ -78,7 +78,7 @@ logger = logging.getLogger(__name__)
 def score_rows(model: Any, users: np.ndarray) -> np.ndarray:
     """float32 [len(users), n_items]: global_mean + b_u + b_i + x_u . y_i for every item.
 
-    The one scoring formula, shared by `RecommenderModel` and `walsrec.wals.WALSModel` (any
+    The one scoring formula, shared by `RecommenderModel` and `walsrec.models.wals.WALSModel` (any
     object with user_factors, item_factors, user_bias, item_bias and global_mean; biases may be
     None). `users` are valid row indices.
     """
@@ -279,8 +279,8 @@ class RecommenderModel:
         """A model with no users and no items yet, to `fit`, `save` or `partial_fit_*`.
 
         Args:
-            config: WALS settings (`walsrec.wals_config.WALSConfig`'s keys); missing keys keep
-                their defaults, unknown ones are a ConfigError.
+            config: WALS settings (`walsrec.models.wals_config.WALSConfig`'s keys); missing keys
+                keep their defaults, unknown ones are a ConfigError.
         """
         settings = WALSConfig.from_dict(dict(config or {}))
         n_factors = settings.n_factors
@@ -319,13 +319,13 @@ class RecommenderModel:
             user_ids: id of each row; None names them "0", "1", ...
             item_ids: id of each column; None names them "0", "1", ...
             progress: a progress bar over epochs on a terminal.
-            callback: called as callback(epoch, walsrec.wals.WALSModel) after each epoch;
+            callback: called as callback(epoch, walsrec.models.wals.WALSModel) after each epoch;
                 returning True stops training.
 
         Returns:
             self, fitted with `self.config`.
         """
-        from walsrec.wals import train_wals  # TensorFlow: training only
+        from walsrec.models.wals import train_wals  # TensorFlow: training only
 
         if not sp.issparse(user_items) or user_items.ndim != 2:
             raise DataError(f"user_items must be a 2-D scipy sparse matrix, got {user_items!r}")
@@ -380,7 +380,7 @@ class RecommenderModel:
             items: a candidate list: only these items are ranked, and every one of them is
                 returned (N permitting), seen ones included.
             recalculate_user: solve the users' factors from `user_items` with the training's
-                fold-in (`walsrec.fold_in`), so users unknown to the model can be scored.
+                fold-in (`walsrec.models.fold_in`), so users unknown to the model can be scored.
 
         Returns:
             (ids, scores): for one user 1-D arrays of item ids (object) and float32 scores,
@@ -488,8 +488,8 @@ class RecommenderModel:
         """How much each of the user's items contributes to the user's score of `item`.
 
         Follows implicit's ALS `explain` for WALS's weights. Folding the user in solves
-        A z = b with b = sum_i coef_i q_i - w0 Q^T o (`walsrec.fold_in`), so the score of item
-        j is
+        A z = b with b = sum_i coef_i q_i - w0 Q^T o (`walsrec.models.fold_in`), so the score of
+        item j is
 
             q_j . A^-1 b + o_j + global_mean
               = sum_i coef_i (A^-1 q_j) . q_i  +  (o_j + global_mean - (A^-1 q_j) . w0 Q^T o)
@@ -541,7 +541,7 @@ class RecommenderModel:
         """Fold users in from their interactions: new ids are appended, known ones re-solved.
 
         Their factors (and biases) are solved against the fixed item factors with the
-        training's fold-in (`walsrec.fold_in`, the service's), their training interactions
+        training's fold-in (`walsrec.models.fold_in`, the service's), their training interactions
         replaced by `user_items`, and the item popularity recounted.
 
         Args:

@@ -83,12 +83,12 @@ class PopularityModel:
     def recommend(
         self, users: np.ndarray, k: int, exclude: scipy.sparse.csr_matrix | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k for each user, as `walsrec.topk.recommend` over `score_users` gives it (the
-        most popular unexcluded items, ties to the lower index), from one ranking of the items.
+        """Top-k for each user, as `walsrec.inference.topk.recommend` over `score_users` gives it
+        (the most popular unexcluded items, ties to the lower index), from one ranking of the items.
 
         Returns:
             `(items, item_scores)`: int64 and float32 `[len(users), k]`.
         """
-        from walsrec.topk import recommend_same_scores
+        from walsrec.inference.topk import recommend_same_scores
 
         return recommend_same_scores(self.item_counts, users, k, exclude=exclude)

@@ -5,11 +5,12 @@ The blended score of user u and item i is
     (1 - w) * wals(u, i) + w * sum_{j in I_u} S[j, i]
 
 with w = `item_item_weight`, I_u the user's training items and S a sparse item-item matrix
-(walsrec.itemknn): dense EASE on catalogues up to `max_items`, each item's `neighbors` nearest
-items above (`method: auto`). The model keeps the WALS factors as they are and S beside them
-(`RecommenderModel.item_item`, `blend_weight`); `walsrec.model.blend_scores` is the formula,
-used by evaluation, batch inference and serving alike, so the registered artifact is exactly
-what produced the evaluated recommendations, and a new user is folded into the WALS part only.
+(walsrec.models.itemknn): dense EASE on catalogues up to `max_items`, each item's `neighbors`
+nearest items above (`method: auto`). The model keeps the WALS factors as they are and S beside them
+(`RecommenderModel.item_item`, `blend_weight`); `walsrec.models.recommender.blend_scores` is the
+formula, used by evaluation, batch inference and serving alike, so the registered artifact is
+exactly what produced the evaluated recommendations, and a new user is folded into the WALS part
+only.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from walsrec.config import _Section
-from walsrec.itemknn import ease_item_weights, knn_item_weights
-from walsrec.model import RecommenderModel, binary_rows, blend_scores
+from walsrec.models.itemknn import ease_item_weights, knn_item_weights
+from walsrec.models.recommender import RecommenderModel, binary_rows, blend_scores
 
 __all__ = [
     "BLEND_METHODS",

@@ -1,8 +1,9 @@
-"""The `tuning:` section, `TuningConfig`, and its search space, without TensorFlow or Optuna.
+"""The `tuning:` section, `TuningConfig`, its search space and `split_params` (a trial's
+parameters as WALS, blend and bayes configs), without TensorFlow or Optuna.
 
-It lives apart from `walsrec.tuning` (the study, the objective and the workers, which re-export
-it) so that the command checks a config's `tuning:` values when it starts, before any data is
-read or TensorFlow imported.
+It imports neither the study, the objective nor the workers of `walsrec.tuning`, so that the
+command checks a config's `tuning:` values when it starts, before any data is read or TensorFlow
+imported.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from pydantic import (
     model_validator,
 )
 
-from walsrec.bayes import BayesConfig
 from walsrec.config import _Section, config_error
-from walsrec.ensemble import BlendConfig
 from walsrec.errors import ConfigError
-from walsrec.metrics import RANKING_METRICS
+from walsrec.evaluation.metrics import RANKING_METRICS
+from walsrec.models.bayes import BayesConfig
+from walsrec.models.ensemble import BlendConfig
+from walsrec.models.wals_config import WALSConfig
 from walsrec.profile import FEEDBACK_KINDS, DataProfile, resolve_auto
-from walsrec.wals_config import WALSConfig
 
 __all__ = [
     "BAYES_KEYS",
@@ -40,6 +41,7 @@ __all__ = [
     "base_values",
     "metric_k",
     "report_interval",
+    "split_params",
 ]
 
 RATING_OBJECTIVES = ("rmse", "mae")
@@ -470,3 +472,23 @@ def metric_k(objective: str) -> int | None:
         allowed = ", ".join(OBJECTIVE_EXAMPLES)
         raise ConfigError(f"tuning.objective {objective!r} must be one of {allowed}")
     return int(k)
+
+
+def split_params(
+    params: Mapping[str, Any],
+    base_wals: Mapping[str, Any],
+    base_blend: Mapping[str, Any] | None,
+    base_bayes: Mapping[str, Any] | None = None,
+) -> tuple[WALSConfig, BlendConfig, BayesConfig]:
+    """The WALS, blend and bayes configs of a set of params over the base values.
+
+    Raises:
+        ConfigError: an invalid value, or posterior averaging of a WALS config that is not a
+            rating model (see `BayesConfig.check_model`).
+    """
+    wals = {**base_wals, **{k: v for k, v in params.items() if k in WALS_KEYS}}
+    blend = {**(base_blend or {}), **{k: v for k, v in params.items() if k in BLEND_KEYS}}
+    bayes = {**(base_bayes or {}), **{k: v for k, v in params.items() if k in BAYES_KEYS}}
+    wals_config, bayes_config = WALSConfig.from_dict(wals), BayesConfig.from_dict(bayes)
+    bayes_config.check_model(wals_config)
+    return wals_config, BlendConfig.from_dict(blend), bayes_config

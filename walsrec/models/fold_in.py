@@ -1,15 +1,15 @@
-"""Fold-in in NumPy: the same least-squares solve as `walsrec.wals`, without TensorFlow.
+"""Fold-in in NumPy: the same least-squares solve as `walsrec.models.wals`, without TensorFlow.
 
 The one inference-time fold-in: the model class (`RecommenderModel.recommend(...,
 recalculate_user=True)`, `partial_fit_users` / `partial_fit_items`), batch inference and the
-service all solve new or changed rows here. `walsrec.wals.WALSModel.fold_in` is the reference:
-it runs one user through the training's TensorFlow solver. Importing TensorFlow costs seconds
-and hundreds of MiB per server worker, and one 64 x 64 solve through TensorFlow's graph
+service all solve new or changed rows here. `walsrec.models.wals.WALSModel.fold_in` is the
+reference: it runs one user through the training's TensorFlow solver. Importing TensorFlow costs
+seconds and hundreds of MiB per server worker, and one 64 x 64 solve through TensorFlow's graph
 machinery costs more than the solve itself, so inference uses this NumPy transcription
 instead. The defaults of a config key missing from a model's saved config are
-`walsrec.wals_config.WALSConfig`'s. tests/serving/test_fold_in.py checks that it
+`walsrec.models.wals_config.WALSConfig`'s. tests/serving/test_fold_in.py checks that it
 returns the same factors as `WALSModel.fold_in` (to 1e-5) for every weighting, mode and bias
-setting; a change to the solve in walsrec/wals.py must be mirrored here, and that test fails
+setting; a change to the solve in walsrec/models/wals.py must be mirrored here, and that test fails
 until it is.
 
 For a user with observed items O (duplicates summed, zeros dropped), confidence
@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from walsrec.errors import DataError
 from walsrec.lazy import LazyModule
-from walsrec.wals_config import OBSERVED_WEIGHTINGS, WALSConfig
+from walsrec.models.wals_config import OBSERVED_WEIGHTINGS, WALSConfig
 
 # scipy.linalg on first use: 0.15 s of import that a run served from the cache never needs.
 linalg = LazyModule("scipy.linalg")

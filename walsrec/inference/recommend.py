@@ -11,9 +11,9 @@ from typing import IO
 import numpy as np
 
 from walsrec.errors import ConfigError, DataError
+from walsrec.inference.topk import chunk_size_for, recommend
 from walsrec.lazy import LazyModule
-from walsrec.model import RecommenderModel
-from walsrec.topk import chunk_size_for, recommend
+from walsrec.models.recommender import RecommenderModel
 
 pd = LazyModule("pandas")
 pa = LazyModule("pyarrow")
@@ -164,8 +164,8 @@ def write_recommendations(
     """Stream the top-k of every user (or `users`) to a CSV or Parquet file as it is computed.
 
     Users are taken `output_chunk_users` at a time: their scores are computed and selected by
-    the fused top-k (`walsrec.topk.recommend`, `chunk_size` users per score block), their rows
-    written as one Parquet row group or CSV block, and dropped. Peak memory is one chunk's rows
+    the fused top-k (`walsrec.inference.topk.recommend`, `chunk_size` users per score block), their
+    rows written as one Parquet row group or CSV block, and dropped. Peak memory is one chunk's rows
     plus one score block, whatever the number of users: all scores or all rows never exist at
     once. The rows are those of `recommendations_frame`, in the same order.
 

@@ -1,8 +1,8 @@
 """WALS's hyperparameters, `WALSConfig`: the `wals:` section as a strict pydantic model,
 without TensorFlow.
 
-It lives apart from `walsrec.wals` (the TensorFlow solver, which re-exports it) so that
-inference code (the NumPy fold-in in `walsrec.fold_in`, the model class, serving) reads the
+It lives apart from `walsrec.models.wals` (the TensorFlow solver, which re-exports it) so that
+inference code (the NumPy fold-in in `walsrec.models.fold_in`, the model class, serving) reads the
 same defaults and checks without importing TensorFlow. A saved model keeps its config as the
 plain dict of `to_dict()` (the same keys and JSON as when this was a dataclass).
 """
@@ -148,7 +148,7 @@ chosen from the data profile by `walsrec.profile.resolve_auto` before the WALSCo
 
 
 def _check_int(key: str, value: Any, *, minimum: int) -> None:
-    """Raise ConfigError unless `value` is an integer >= minimum (`walsrec.wals`'s thread
+    """Raise ConfigError unless `value` is an integer >= minimum (`walsrec.models.wals`'s thread
     settings, which are arguments rather than config keys)."""
     # bool is an int subclass; `intra_op=True` is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:

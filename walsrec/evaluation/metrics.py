@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse
 
 from walsrec.errors import DataError
-from walsrec.topk import _check_k, chunk_size_for, recommend
+from walsrec.inference.topk import _check_k, chunk_size_for, recommend
 
 __all__ = ["RANKING_METRICS", "evaluate", "rating_metrics", "ranking_metrics"]
 
@@ -199,7 +199,8 @@ def evaluate(
         chunk_size: Users per `score_fn` / `predict_fn` call; None: `chunk_size_for` the
             catalogue (about 2^23 scores per call).
         recommend_fn: Optional `recommend_fn(users, k, exclude)` returning what
-            `walsrec.topk.recommend(score_fn, users, k, exclude=exclude)` would (items first),
+            `walsrec.inference.topk.recommend(score_fn, users, k, exclude=exclude)` would (items
+            first),
             faster: `PopularityModel.recommend` ranks the items once for every user.
 
     Returns:
