@@ -5,12 +5,17 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from zenml.materializers.path_materializer import PathMaterializer
 
 # `bento_builder` exports into a fresh folder with this prefix under the temp dir.
 EXPORT_PREFIX = "walsrec-bento-"
+
+
+class BentoArchive(type(Path())):
+    """The path of a Bento exported by `bento_builder` (a `Path`): its own type, so that ZenML
+    stores it with `BentoArchiveMaterializer`."""
 
 
 def export_folder() -> Path:
@@ -21,7 +26,9 @@ def export_folder() -> Path:
 class BentoArchiveMaterializer(PathMaterializer):
     """ZenML's path materializer (the archive is copied to the artifact store as a file), then
     the exported folder is deleted: every `run.py deploy` used to leave a full copy of the Bento
-    in the temp dir (a scheduled run, one per night). Loading is ZenML's."""
+    in the temp dir (a scheduled run, one per night). Loading is ZenML's (a `Path`)."""
+
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (BentoArchive,)
 
     def save(self, data: Any) -> None:
         super().save(data)

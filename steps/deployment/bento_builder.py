@@ -10,12 +10,11 @@ in the stack's artifact store.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated
 
 from zenml import get_step_context, log_metadata, step
 
-from materializers.bento_archive import BentoArchiveMaterializer, export_folder
+from materializers.bento_archive import BentoArchive, export_folder
 from serving.packaging import (
     BENTO_MODEL_NAME,
     build_bento,
@@ -29,8 +28,7 @@ from steps.inference.model_loader import resolve_model_version
 logger = logging.getLogger(__name__)
 
 
-# enable_cache=False: "production" moves; the Bento must hold the version it points to now.
-@step(enable_cache=False, output_materializers={"bento_archive": BentoArchiveMaterializer})
+@step(enable_cache=False)  # "production" moves; the Bento must hold the version it points to now
 def bento_builder(
     model_name: str | None = None,
     version: str | None = "production",
@@ -42,7 +40,7 @@ def bento_builder(
 ) -> tuple[
     Annotated[str | None, "bento_model_tag"],
     Annotated[str | None, "bento_tag"],
-    Annotated[Path | None, "bento_archive"],
+    Annotated[BentoArchive | None, "bento_archive"],
 ]:
     """Save `model_name` at `version` as a BentoML model (plain files, labelled with the ZenML
     model, version and key metrics), build the service's Bento with it (`bentoml build`) and
@@ -125,4 +123,4 @@ def bento_builder(
                 "store only", bento_tag, registry.config.uri, problem,
             )  # fmt: skip
     log_metadata(metadata=metadata, artifact_name="bento_archive", infer_artifact=True)
-    return model_tag, bento_tag, archive
+    return model_tag, bento_tag, BentoArchive(archive)  # stored, then its folder removed
