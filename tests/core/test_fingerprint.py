@@ -55,6 +55,10 @@ def test_a_replaced_test_part_gets_a_new_fingerprint():
     first = dataset.test_fingerprint()
     dataset.test = _random_test(30, 20, 0.2, seed=5)
     assert dataset.test_fingerprint() != first
+    # The pairs in original ids: new vocabularies give a new fingerprint too.
+    second = dataset.test_fingerprint()
+    dataset.user_ids = np.array([f"x{i}" for i in range(30)], dtype=object)
+    assert dataset.test_fingerprint() != second
     dataset.test = None
     assert dataset.test_fingerprint() == ""
 

@@ -56,8 +56,8 @@ class Dataset:
     has_ratings: bool
     item_titles: dict[str, str] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
-    # (the test matrix, its fingerprint): recomputed when `test` is replaced.
-    _fingerprint: tuple = field(default=(None, None), init=False, repr=False, compare=False)
+    # ((test, user_ids, item_ids), their fingerprint): recomputed when any of them is replaced.
+    _fingerprint: tuple = field(default=((None,) * 3, None), init=False, repr=False, compare=False)
 
     @property
     def n_users(self) -> int:
@@ -83,13 +83,18 @@ class Dataset:
 
         Computed once per test matrix; a loaded dataset reads the one its save stored.
         """
-        matrix, fingerprint = self._fingerprint
-        if fingerprint is None or matrix is not self.test:
+        inputs, fingerprint = self._fingerprint
+        current = self._fingerprint_inputs()
+        if fingerprint is None or any(a is not b for a, b in zip(inputs, current, strict=True)):
             from walsrec.data.fingerprint import test_fingerprint
 
             fingerprint = test_fingerprint(self)
-            self._fingerprint = (self.test, fingerprint)
+            self._fingerprint = (current, fingerprint)
         return fingerprint
+
+    def _fingerprint_inputs(self) -> tuple:
+        """What the fingerprint is computed from: the test pairs and the two vocabularies."""
+        return (self.test, self.user_ids, self.item_ids)
 
     def save(self, directory: Path) -> None:
         """Writes the dataset as plain files: .npy arrays (no pickle) and JSON.
@@ -164,7 +169,7 @@ class Dataset:
         )
         stored = metadata.get("test_fingerprint")  # absent from older saves: computed on use
         if isinstance(stored, str):
-            dataset._fingerprint = (dataset.test, stored)
+            dataset._fingerprint = (dataset._fingerprint_inputs(), stored)
         return dataset
 
 
