@@ -57,7 +57,7 @@ def continuous_training_pipeline(
         )
         evaluation_dataset = dataset
     evaluation_result = model_evaluator(model, evaluation_dataset, evaluation=evaluation)[0]
-    promoted = model_promoter(evaluation_result, promotion=promotion)
+    promoted = model_promoter(evaluation_result, promotion=promotion)[0]
     # version None: the version this run registered and just promoted, never "production",
     # which a concurrent run may have moved meanwhile. One step packages, builds and exports:
     # on Kubeflow each step is a pod with its own BentoML store.

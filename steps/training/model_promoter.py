@@ -1,19 +1,28 @@
-"""Promote the new model version to production when it earns it."""
+"""Record the evaluation and promote the new model version to production when it earns it."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from zenml import get_step_context, step
 from zenml.client import Client
+from zenml.enums import MetadataResourceTypes
+from zenml.models import RunMetadataResource
+from zenml.types import HTMLString
 
 from registry.versions import promote_if_better
 from walsrec.config import PromotionConfig
+from walsrec.evaluation.reports import model_versions_html
 
 logger = logging.getLogger(__name__)
 
 LOWER_IS_BETTER = ("rmse", "mae")
+
+# The newest versions the comparison plot shows.
+_PLOTTED_VERSIONS = 30
+# Charted in the comparison plot when computed (every ranking metric at the configured k).
+_PLOTTED_METRICS = ("ndcg", "precision", "recall", "map", "hit_rate", "coverage", "rmse", "mae")
 
 
 def is_better(candidate: float, incumbent: float, metric: str, min_improvement: float) -> bool:
@@ -59,15 +68,96 @@ def decide_promotion(
     return False, f"{metric} {ours:.4f} does not beat production ({incumbent:.4f})"
 
 
-@step(enable_cache=False)  # depends on the registry's current production version
-def model_promoter(evaluation: dict, promotion: PromotionConfig) -> Annotated[bool, "promoted"]:
-    """Set this run's model version to production if it beats popularity and production.
+def _same_recommender_as(model_version: Any) -> int | None:
+    """The oldest other version of the model holding this version's `recommender` artifact
+    (linked, not copied: the trainer was served from the cache), or None."""
+    recommender = model_version.get_model_artifact("recommender")
+    if recommender is None:
+        return None
+    client = Client()
+    links = client.list_model_version_artifact_links(artifact_version_id=recommender.id, size=50)
+    numbers = []
+    for other_id in {link.model_version for link in links.items} - {model_version.id}:
+        other = client.get_model_version(model_version_name_or_number_or_id=other_id)
+        if other.model.id == model_version.model.id:
+            numbers.append(other.number)
+    return min(numbers) if numbers else None
 
-    Production is read, compared and replaced under the store's promotion lock
-    (registry/versions.py), so of two runs finishing together the better one ends in
-    production.
+
+def _comparison_rows(model_version: Any, evaluation: dict) -> list[dict]:
+    """The model's newest versions with their logged metrics (this run's from `evaluation`)."""
+    page = Client().list_model_versions(
+        model=model_version.model.id, sort_by="desc:number", size=_PLOTTED_VERSIONS
+    )
+    rows = []
+    for version in reversed(page.items):
+        current = version.id == model_version.id
+        logged = evaluation if current else version.run_metadata
+        metrics = ((logged.get("metrics") or {}) if isinstance(logged, dict) else {}).get("wals")
+        if not metrics:
+            continue  # a version whose run died before evaluation
+        rows.append(
+            {
+                "version": version.number,
+                "stage": version.stage,
+                "metrics": metrics,
+                "comparable": logged.get("test_fingerprint") == evaluation["test_fingerprint"],
+                "current": current,
+            }
+        )
+    return rows
+
+
+def _plotted_metrics(metrics: dict) -> list[str]:
+    wals = metrics.get("wals") or {}
+    return [name for name in wals if name.split("@")[0] in _PLOTTED_METRICS]
+
+
+def _record_evaluation(evaluation: dict) -> Any:
+    """Log the evaluation as metadata of this step, its pipeline run (both shown by the
+    open-source dashboard) and the run's model version (where promotion reads them), with
+    `same_recommender_as` when the trainer was served from the cache. Returns the version."""
+    context = get_step_context()
+    metadata: dict[str, Any] = dict(evaluation)
+    resources = [
+        RunMetadataResource(id=context.step_run.id, type=MetadataResourceTypes.STEP_RUN),
+        RunMetadataResource(id=context.pipeline_run.id, type=MetadataResourceTypes.PIPELINE_RUN),
+    ]
+    model_version = context.model_version
+    if model_version is not None:
+        resources.append(
+            RunMetadataResource(id=model_version.id, type=MetadataResourceTypes.MODEL_VERSION)
+        )
+        same = _same_recommender_as(model_version)
+        if same is not None:
+            metadata["same_recommender_as"] = same
+            logger.info(
+                "model version %s holds the recommender of version %s (training was served "
+                "from the cache; the artifact is linked, not copied)",
+                model_version.number,
+                same,
+            )
+    Client().create_run_metadata(
+        metadata=metadata, resources=resources, publisher_step_id=context.step_run.id
+    )
+    return model_version
+
+
+@step(enable_cache=False)  # depends on the registry's current production version
+def model_promoter(
+    evaluation: dict, promotion: PromotionConfig
+) -> tuple[Annotated[bool, "promoted"], Annotated[HTMLString, "model_versions"]]:
+    """Record this run's evaluation, then set its model version to production if it beats
+    popularity and production; chart the model's versions on their metrics.
+
+    The evaluation is logged on this step, the run and the model version first (a version's
+    metrics are on it before it can be production). Production is then read, compared and
+    replaced under the store's promotion lock (registry/versions.py), so of two runs
+    finishing together the better one ends in production. `model_versions` is drawn after
+    the decision, so it shows this version's new stage.
     """
     config = PromotionConfig.from_dict(promotion)
+    model_version = _record_evaluation(evaluation)
     model = get_step_context().model
     candidate = Client().get_model_version(model.name, model.id)
     result = promote_if_better(
@@ -83,4 +173,12 @@ def model_promoter(evaluation: dict, promotion: PromotionConfig) -> Annotated[bo
         model.version,
         result.reason,
     )
-    return result.promoted
+    metrics = evaluation.get("metrics") or {}
+    plot = "<html><body><p>This run has no model version.</p></body></html>"
+    if model_version is not None:
+        plot = model_versions_html(
+            _comparison_rows(model_version, evaluation),
+            _plotted_metrics(metrics),
+            metrics.get("popularity") or {},
+        )
+    return result.promoted, HTMLString(plot)

@@ -23,7 +23,7 @@ from tests.conftest import PROJECT_ROOT
 from walsrec.synthetic import generate_interactions
 
 MODEL = "cache-cli"
-UPSTREAM = ["data_loader", "data_splitter", "data_profiler", "model_trainer"]
+UPSTREAM = ["data_loader", "data_splitter", "data_profiler", "model_trainer", "model_evaluator"]
 
 
 IMPORTTIME = ("-X", "importtime")
@@ -105,8 +105,9 @@ def test_second_identical_run_is_served_from_the_cache(data_file: Path, tmp_path
     run_2, version_2 = _newest_training_run()
     statuses = _statuses(run_2)
     assert all(statuses[name] == ExecutionStatus.CACHED for name in UPSTREAM), statuses
-    # Evaluation and promotion ran: the version has its metrics, and wasn't promoted on a tie.
-    assert statuses["model_evaluator"] == statuses["model_promoter"] == ExecutionStatus.COMPLETED
+    # Promotion ran: the version has its metrics (the cached evaluation's), and wasn't
+    # promoted on a tie.
+    assert statuses["model_promoter"] == ExecutionStatus.COMPLETED
     assert version_2.number == version_1.number + 1
     assert Client().get_model_version(MODEL, version_2.number).stage is None
     metadata = version_2.run_metadata
@@ -119,9 +120,9 @@ def test_second_identical_run_is_served_from_the_cache(data_file: Path, tmp_path
     # Metrics are step and run metadata too (what the open-source dashboard shows).
     ndcg = metadata["metrics"]["wals"]["ndcg@10"]
     assert run_2.run_metadata["metrics"]["wals"]["ndcg@10"] == ndcg
-    assert run_2.steps["model_evaluator"].run_metadata["metrics"]["wals"]["ndcg@10"] == ndcg
-    # The comparison plot charts both versions.
-    plot = run_2.steps["model_evaluator"].outputs["model_versions"][0]
+    assert run_2.steps["model_promoter"].run_metadata["metrics"]["wals"]["ndcg@10"] == ndcg
+    # The comparison plot charts both versions, drawn after promotion: v1 is production.
+    plot = run_2.steps["model_promoter"].outputs["model_versions"][0]
     assert plot.visualizations
     page = plot.load()
     assert ">v1<" in page and ">v2<" in page and "ndcg@10" in page
