@@ -39,6 +39,23 @@ def test_fit_ignores_explicit_zeros_and_counts_duplicates_once():
     np.testing.assert_array_equal(PopularityModel.fit(train).item_counts, [0.0, 1.0, 0.0])
 
 
+def test_fit_on_a_canonical_matrix_counts_as_the_general_path():
+    # Sorted, duplicate-free (the split's matrices): counted from the indices, no copy; a
+    # stored zero still doesn't count.
+    rng = np.random.default_rng(5)
+    canonical = scipy.sparse.random(300, 40, density=0.2, format="csr", random_state=rng)
+    canonical.data[::7] = 0.0
+    assert canonical.has_canonical_format
+    unsorted = canonical.copy()
+    unsorted.has_sorted_indices = False  # forces the general path on the same entries
+    unsorted.has_canonical_format = False
+    fast, general = PopularityModel.fit(canonical), PopularityModel.fit(unsorted)
+    np.testing.assert_array_equal(fast.item_counts, general.item_counts)
+    expected = np.asarray((canonical != 0).sum(axis=0)).ravel()
+    np.testing.assert_array_equal(fast.item_counts, expected)
+    assert canonical.nnz == int((canonical.data != 0).sum()) + len(canonical.data[::7])
+
+
 def test_score_users_broadcasts_the_counts():
     model = PopularityModel.fit(TRAIN)
     scores = model.score_users(np.array([2, 0, 7]))  # 7: unseen users get the same scores
