@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from cli import fast_exit, runs
+from cli import fast_exit, runs, startup
 from cli.configs import UserError, default_model_name, prepare_config
 from cli.options import (
     ROOT_OPTIONS,
@@ -349,6 +349,7 @@ def serve(
 
     if model_name and not model_version:
         raise UserError("--model picks the ZenML model of --model-version; give --model-version")
+    startup.resume()
     try:
         bento_tag = None
         if model_version:
@@ -429,6 +430,7 @@ def stack_register(recipe: str, replace: bool, **values: Any) -> None:
 
 def main() -> int:
     """The `walsrec` console script and `python -m walsrec`: the same commands as run.py."""
+    startup.pause()  # until a pipeline or the server starts (cli/startup.py)
     try:
         return cli()  # click's standalone mode ends with SystemExit
     except SystemExit as exc:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 import yaml
 
+from cli import startup
 from cli.configs import UserError
 
 
@@ -129,6 +130,7 @@ def run_pipeline(pipeline_obj: Any, config: dict) -> Any:
             with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
                 yaml.safe_dump(config, handle, sort_keys=False)
                 config_path = handle.name
+            startup.resume()  # the steps run with the cyclic collector on (cli/startup.py)
             try:
                 with run_liveness(config["run_name"]):
                     return pipeline_obj.with_options(config_path=config_path)()

@@ -49,15 +49,21 @@ print(json.dumps({"exit_code": result.exit_code, "output": result.output,
 """
 
 
-def probe_cli(*args: str) -> dict:
-    """Run the command in a new interpreter: its exit code, output, and which of TensorFlow
-    and ZenML it had imported by the time it returned."""
+def run_python(code: str, *args: str, timeout: float = 120) -> object:
+    """Run `code` in a new interpreter in the project's root, with `args` as its argv: the JSON
+    of the last line it printed."""
     probe = subprocess.run(
-        [sys.executable, "-c", _PROBE, *args],
+        [sys.executable, "-c", code, *args],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert probe.returncode == 0, probe.stderr[-3000:]
     return json.loads(probe.stdout.splitlines()[-1])
+
+
+def probe_cli(*args: str) -> dict:
+    """Run the command in a new interpreter: its exit code, output, and which of TensorFlow
+    and ZenML it had imported by the time it returned."""
+    return run_python(_PROBE, *args)
