@@ -70,18 +70,29 @@ def decide_promotion(
 
 def _same_recommender_as(model_version: Any) -> int | None:
     """The oldest other version of the model holding this version's `recommender` artifact
-    (linked, not copied: the trainer was served from the cache), or None."""
+    (linked, not copied: the trainer was served from the cache), or None.
+
+    The artifact's links are read oldest first, a few at a time: the first one to another
+    version of this model is the answer, so the lookup costs the same two or three queries
+    however many cached reruns have linked the artifact since."""
     recommender = model_version.get_model_artifact("recommender")
     if recommender is None:
         return None
     client = Client()
-    links = client.list_model_version_artifact_links(artifact_version_id=recommender.id, size=50)
-    numbers = []
-    for other_id in {link.model_version for link in links.items} - {model_version.id}:
-        other = client.get_model_version(model_version_name_or_number_or_id=other_id)
-        if other.model.id == model_version.model.id:
-            numbers.append(other.number)
-    return min(numbers) if numbers else None
+    page = 1
+    while True:
+        links = client.list_model_version_artifact_links(
+            artifact_version_id=recommender.id, sort_by="asc:created", page=page, size=5
+        )
+        for link in links.items:
+            if link.model_version == model_version.id:
+                continue
+            other = client.get_model_version(model_version_name_or_number_or_id=link.model_version)
+            if other.model.id == model_version.model.id:
+                return other.number
+        if page >= links.total_pages:
+            return None
+        page += 1
 
 
 def _comparison_rows(model_version: Any, evaluation: dict) -> list[dict]:
