@@ -152,12 +152,15 @@ class EvaluationConfig(_Section):
         k: the ranking cut-off of every metric.
         validation_every_epoch: score the validation part after each epoch (learning curve).
         progress: a progress bar over epochs (shown only on a terminal).
+        max_users: rank at most this many test users, a seeded uniform sample (the metrics'
+            `n_users_evaluated` says how many were); null: every test user.
     """
 
     section: ClassVar[str] = "evaluation"
     k: int = Field(default=10, ge=1)
     validation_every_epoch: bool = True
     progress: bool = True
+    max_users: int | None = Field(default=None, ge=1)
 
 
 class PromotionConfig(_Section):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from walsrec.data import Dataset
-from walsrec.evaluation.metrics import evaluate, rating_metrics
+from walsrec.evaluation.metrics import evaluate, rating_metrics, sample_users
 from walsrec.models.bayes import BayesConfig, PairAverage, PosteriorSample, train_bayes
 from walsrec.models.popularity import PopularityModel
 from walsrec.models.recommender import RecommenderModel
@@ -129,7 +129,12 @@ def train_model(
 
 
 def evaluate_model(
-    model: RecommenderModel, dataset: Dataset, *, k: int = 10, part: str = "test"
+    model: RecommenderModel,
+    dataset: Dataset,
+    *,
+    k: int = 10,
+    part: str = "test",
+    max_users: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """Metrics of the model and of the popularity baseline on the same held-out part.
 
@@ -138,6 +143,8 @@ def evaluate_model(
         dataset: the split dataset.
         k: the ranking cut-off.
         part: "test" or "validation".
+        max_users: evaluate at most this many of the part's users, a seeded sample
+            (`walsrec.evaluation.metrics.sample_users`), the same for both; None: all of them.
 
     Returns:
         {"wals": {...}, "popularity": {...}}: ranking metrics for both, and RMSE/MAE for the
@@ -146,6 +153,7 @@ def evaluate_model(
     held_out = getattr(dataset, part)
     if held_out is None or held_out.nnz == 0:
         return {}
+    held_out = sample_users(held_out, max_users)
     # RMSE/MAE only mean something when the model predicts ratings (explicit mode).
     explicit = model.config.get("mode") == "explicit"
     predict_fn = model.predict if dataset.has_ratings and explicit else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
+import numpy as np
 from zenml import step
 from zenml.types import MarkdownString
 
@@ -28,11 +29,18 @@ def model_evaluator(
     metrics as a table. The step depends on its inputs only, so an unchanged model and test
     part are served from the cache; the promoter, which always runs, records them.
     """
-    k = int(EvaluationConfig.from_dict(evaluation).k)
-    metrics = evaluate_model(model, dataset, k=k, part="test")
+    config = EvaluationConfig.from_dict(evaluation)
+    k = int(config.k)
+    metrics = evaluate_model(model, dataset, k=k, part="test", max_users=config.max_users)
     if not metrics:
         logger.warning("no test interactions: nothing to evaluate")
     table = metrics_table_markdown(metrics) if metrics else "No test data.\n"
     logger.info("test metrics (k=%d):\n%s", k, table)
-    result = {"metrics": metrics, "test_fingerprint": dataset.test_fingerprint(), "k": k}
+    fingerprint = dataset.test_fingerprint()
+    test_users = int(np.count_nonzero(np.diff(dataset.test.indptr))) if metrics else 0
+    if config.max_users is not None and test_users > config.max_users:
+        # A sample is comparable only with the same sample: same test set, same size.
+        fingerprint = f"{fingerprint}/users={config.max_users}"
+        logger.info("evaluated a sample of %d of the %d test users", config.max_users, test_users)
+    result = {"metrics": metrics, "test_fingerprint": fingerprint, "k": k}
     return result, MarkdownString(table)

@@ -9,7 +9,13 @@ import pytest
 import scipy.sparse
 
 from walsrec.errors import ConfigError, DataError
-from walsrec.evaluation.metrics import RANKING_METRICS, evaluate, ranking_metrics, rating_metrics
+from walsrec.evaluation.metrics import (
+    RANKING_METRICS,
+    evaluate,
+    ranking_metrics,
+    rating_metrics,
+    sample_users,
+)
 
 N_ITEMS = 6
 
@@ -287,3 +293,34 @@ def test_evaluate_input_errors():
         )
     with pytest.raises(DataError, match="predictions for"):
         evaluate(score_fn, EVAL_TRAIN, EVAL_TEST, k=2, predict_fn=lambda users, items: np.zeros(1))
+
+
+def test_sample_users_keeps_whole_rows_of_a_fixed_sample():
+    from walsrec import synthetic
+
+    data = synthetic.generate_interactions(3_000, 500, 40_000, feedback="binary", seed=3)
+    held_out = scipy.sparse.csr_matrix(
+        (np.ones(data.users.size, np.float32), (data.users, data.items)), shape=(3_000, 500)
+    )
+    sample = sample_users(held_out, 250)
+    assert sample.shape == held_out.shape
+    kept = np.flatnonzero(np.diff(sample.indptr))
+    assert kept.size == 250
+    # Every kept user has all its entries, and nobody else has any.
+    assert (sample[kept] != held_out[kept]).nnz == 0
+    assert sample.nnz == held_out[kept].nnz
+    # The same matrix, size and seed: the same users; another seed: others.
+    assert np.array_equal(np.flatnonzero(np.diff(sample_users(held_out, 250).indptr)), kept)
+    other = np.flatnonzero(np.diff(sample_users(held_out, 250, seed=1).indptr))
+    assert not np.array_equal(other, kept)
+    # Spread over all users, not the first ones.
+    assert kept.max() > 2_000 and kept.min() < 1_000
+
+
+def test_sample_users_of_at_least_every_user_is_the_whole_part():
+    held_out = scipy.sparse.csr_matrix(np.eye(5, dtype=np.float32))
+    for max_users in (None, 5, 50):
+        assert (sample_users(held_out, max_users) != held_out).nnz == 0
+    for bad in (0, -1, 2.5, True, "10"):
+        with pytest.raises(ConfigError, match="max_users"):
+            sample_users(held_out, bad)

@@ -154,3 +154,32 @@ def test_cli_bad_path_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "missing.tsv" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_cli_evaluates_a_sample_of_users_when_asked(ml100k_dir: Path, tmp_path: Path) -> None:
+    """`evaluation.max_users` in the user's config: the command ranks that many test users,
+    says so, and records a fingerprint that only the same sample matches."""
+    import yaml
+
+    config = make_config(
+        "train",
+        "pipeline-sampled",
+        wals={"epochs": 3},
+        evaluation={"max_users": 200, "progress": False, "validation_every_epoch": False},
+    )
+    path = tmp_path / "sampled.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = _run_cli("--config", str(path), "--data", str(ml100k_dir), "--no-cache")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| n_users_evaluated | 200 | 200 |" in result.stdout
+    assert "evaluated a sample of 200 of the 943 test users" in result.stdout + result.stderr
+    version = Client().get_model_version("pipeline-sampled", "latest")
+    assert version.run_metadata["metrics"]["wals"]["n_users_evaluated"] == 200
+    assert version.run_metadata["test_fingerprint"].endswith("/users=200")
+
+    path.write_text(yaml.safe_dump({**config, "parameters": {
+        **config["parameters"], "evaluation": {**config["parameters"]["evaluation"], "max_users": 0}
+    }}))  # fmt: skip
+    result = _run_cli("--config", str(path), "--data", str(ml100k_dir))
+    assert result.returncode != 0
+    assert "max_users" in result.stderr and "Traceback" not in result.stderr

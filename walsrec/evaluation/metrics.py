@@ -255,6 +255,42 @@ def evaluate(
     return result
 
 
+def sample_users(
+    held_out: scipy.sparse.spmatrix, max_users: int | None, seed: int = 0
+) -> scipy.sparse.csr_matrix:
+    """`held_out` with the entries of at most `max_users` of its users kept: a uniform sample
+    without replacement, the same for the same matrix, `max_users` and `seed`; the other users'
+    rows are emptied (the shape is unchanged, so `evaluate` takes it as it is). With `max_users`
+    None, or at least the number of users with entries, `held_out` itself (as CSR).
+
+    Ranking every user costs users x items scores: at 10^7 users a full evaluation is hours of
+    matrix products, a sample of 10^5 users minutes or less, with metrics within about
+    1/sqrt(sample) of the full ones.
+
+    Raises:
+        ConfigError: If `max_users` is not None or an integer >= 1.
+    """
+    from walsrec.errors import ConfigError
+
+    held_out = scipy.sparse.csr_matrix(held_out)
+    if max_users is None:
+        return held_out
+    if isinstance(max_users, bool) or not isinstance(max_users, int | np.integer) or max_users < 1:
+        raise ConfigError(f"max_users must be null or an integer >= 1, got {max_users!r}")
+    counts = np.diff(held_out.indptr)
+    users = np.flatnonzero(counts)
+    if users.size <= max_users:
+        return held_out
+    keep = np.zeros(held_out.shape[0], dtype=bool)
+    keep[np.random.default_rng(seed).choice(users, int(max_users), replace=False)] = True
+    entries = np.repeat(keep, counts)
+    indptr = np.zeros(held_out.shape[0] + 1, dtype=held_out.indptr.dtype)
+    np.cumsum(np.where(keep, counts, 0), out=indptr[1:])
+    return scipy.sparse.csr_matrix(
+        (held_out.data[entries], held_out.indices[entries], indptr), shape=held_out.shape
+    )
+
+
 def _error_sums(predicted: np.ndarray, actual: np.ndarray, caller: str) -> tuple[float, float, int]:
     """Sum of squared and of absolute errors, and the number of pairs, after validation."""
     predicted = np.asarray(predicted, dtype=np.float64)
