@@ -296,6 +296,38 @@ def generate_interactions(
     topic_items = (popularity[:, np.newaxis] * item_topics).T  # [n_topics, n_items]
     topic_items /= topic_items.sum(axis=1, keepdims=True)
 
+    users, items, values, timestamps = _draw_pairs(
+        rng, user_counts, user_topics, item_topics, topic_items, popularity, noise, feedback
+    )
+    return SyntheticData(
+        users=users,
+        items=items,
+        ratings=values,
+        timestamps=timestamps,
+        n_users=n_users,
+        n_items=n_items,
+        user_topics=user_topics,
+        item_topics=item_topics,
+        item_popularity=popularity,
+        feedback=feedback,
+    )
+
+
+def _draw_pairs(
+    rng: np.random.Generator,
+    user_counts: np.ndarray,
+    user_topics: np.ndarray,
+    item_topics: np.ndarray,
+    topic_items: np.ndarray,
+    popularity: np.ndarray,
+    noise: float,
+    feedback: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of users `0 .. len(user_counts) - 1` (each gets its count of distinct items),
+    sorted by user then item, with their values and timestamps: (users, items, values,
+    timestamps). `generate_interactions` draws all users at once, `write_interactions` a block
+    of them at a time."""
+    n_users, n_items = user_counts.size, popularity.size
     # Draw with replacement, drop repeated pairs, and top users up with fresh draws until each
     # has its count (a user's repeats are mostly popular items, so few rounds are needed).
     keys = np.zeros(0, dtype=np.int64)
@@ -336,18 +368,7 @@ def generate_interactions(
     values = _feedback_values(rng, feedback, users, n_users, affinity, favourite, ratings)
     # Timestamps: each user's interactions at random times in one year from 2015-01-01.
     timestamps = 1_420_070_400 + rng.integers(0, 365 * 86_400, users.size, dtype=np.int64)
-    return SyntheticData(
-        users=users,
-        items=items,
-        ratings=values,
-        timestamps=timestamps,
-        n_users=n_users,
-        n_items=n_items,
-        user_topics=user_topics,
-        item_topics=item_topics,
-        item_popularity=popularity,
-        feedback=feedback,
-    )
+    return users, items, values, timestamps
 
 
 def _feedback_values(
