@@ -33,7 +33,9 @@ columns: `columns: {event: event_type, quantity: quantity}` (see the README's "E
 
 Run `python -m walsrec.synthetic --shape ml-20m --output data.parquet` to write a file that
 `python run.py --data data.parquet` trains on; `--feedback events` writes an event log and an
-`--output` ending in `.csv` writes CSV instead of Parquet.
+`--output` ending in `.csv` writes CSV instead of Parquet. `--size USERS ITEMS INTERACTIONS`
+gives any shape; above 2 * 10^7 interactions the file is written a block of users at a time
+(`write_interactions`), so 10^8 interactions fit in a few GB.
 """
 
 from __future__ import annotations
@@ -311,6 +313,103 @@ def generate_interactions(
         item_popularity=popularity,
         feedback=feedback,
     )
+
+
+STREAMED_ABOVE = 20_000_000
+"""`python -m walsrec.synthetic` writes data of more interactions than this block by block."""
+
+
+def write_interactions(
+    path: str | Path,
+    n_users: int,
+    n_items: int,
+    n_interactions: int,
+    *,
+    block_users: int = 500_000,
+    n_topics: int = 16,
+    user_exponent: float = 1.0,
+    item_exponent: float = 0.8,
+    min_user_interactions: int = 20,
+    max_user_fraction: float = 0.3,
+    topic_concentration: float = 0.1,
+    noise: float = 0.1,
+    feedback: str = "ratings",
+    seed: int = 0,
+) -> int:
+    """Write `generate_interactions`' kind of data to Parquet (one row group per block) or CSV
+    (a path ending in .csv), drawing `block_users` users at a time: memory is that of the item
+    tables and one block, whatever the total (10^8 interactions of 10^7 users over 10^6 items
+    peak at about 3 GB; `generate_interactions` holds all of them and their draws at once, over
+    24 GB there).
+
+    The same model and arguments as `generate_interactions` (user activity and caps are drawn
+    for all users first, then each block's tastes and pairs), but another random stream: a
+    seed gives other data than `generate_interactions` with that seed; the same seed and
+    `block_users` give the same file. Returns the number of rows written.
+
+    Raises:
+        ConfigError: an argument is out of range.
+    """
+    import pyarrow as pa
+
+    _check_arguments(n_users, n_items, n_interactions, n_topics, max_user_fraction, noise)
+    if feedback not in FEEDBACK_KINDS:
+        kinds = ", ".join(FEEDBACK_KINDS)
+        raise ConfigError(f"feedback must be one of {kinds}, got {feedback!r}")
+    if isinstance(block_users, bool) or not isinstance(block_users, int) or block_users < 1:
+        raise ConfigError(f"block_users must be an integer >= 1, got {block_users!r}")
+    n_blocks = -(-n_users // block_users)
+    first, *per_block = np.random.SeedSequence(seed).spawn(n_blocks + 1)
+    rng = np.random.default_rng(first)
+    user_counts = _user_counts(
+        rng,
+        n_users,
+        n_items,
+        n_interactions,
+        user_exponent,
+        min_user_interactions,
+        max_user_fraction,
+    )
+    popularity = np.empty(n_items)
+    popularity[rng.permutation(n_items)] = np.arange(1, n_items + 1) ** -float(item_exponent)
+    popularity /= popularity.sum()
+    item_topics = rng.dirichlet(np.full(n_topics, topic_concentration), size=n_items)
+    topic_items = (popularity[:, np.newaxis] * item_topics).T
+    topic_items /= topic_items.sum(axis=1, keepdims=True)
+    schema = pa.schema(
+        [("user_id", pa.int64()), ("item_id", pa.int64()), ("rating", pa.float32()),
+         ("timestamp", pa.int64())]
+    )  # fmt: skip
+    path = Path(path)
+    csv = path.suffix.lower() == ".csv"
+    if csv:
+        import pyarrow.csv as pa_csv
+
+        writer = pa_csv.CSVWriter(path, schema)
+    else:
+        import pyarrow.parquet as pq
+
+        writer = pq.ParquetWriter(path, schema)
+    written = 0
+    with writer:
+        for block, block_seed in enumerate(per_block):
+            start = block * block_users
+            counts = user_counts[start : start + block_users]
+            block_rng = np.random.default_rng(block_seed)
+            user_topics = block_rng.dirichlet(
+                np.full(n_topics, topic_concentration), size=counts.size
+            )
+            users, items, values, timestamps = _draw_pairs(
+                block_rng, counts, user_topics, item_topics, topic_items, popularity, noise,
+                feedback,
+            )  # fmt: skip
+            table = pa.table(
+                [users.astype(np.int64) + start, items.astype(np.int64), values, timestamps],
+                schema=schema,
+            )
+            writer.write_table(table)
+            written += table.num_rows
+    return written
 
 
 def _draw_pairs(
@@ -597,9 +696,36 @@ def main(argv: list[str] | None = None) -> None:
         help="the value of each pair, or `events`: an event log (the shape's count is of pairs)",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--size",
+        nargs=3,
+        type=int,
+        metavar=("USERS", "ITEMS", "INTERACTIONS"),
+        help="any shape instead of --shape's; above "
+        f"{STREAMED_ABOVE:,} interactions written block by block (`write_interactions`)",
+    )
     arguments = parser.parse_args(argv)
-    n_users, n_items, n_interactions = SHAPES[arguments.shape]
+    n_users, n_items, n_interactions = arguments.size or SHAPES[arguments.shape]
     started = time.perf_counter()
+    if n_interactions > STREAMED_ABOVE:
+        if arguments.feedback == "events":
+            parser.error(f"--feedback events is generated in memory: at most {STREAMED_ABOVE:,}")
+        try:
+            rows = write_interactions(
+                arguments.output,
+                n_users,
+                n_items,
+                n_interactions,
+                feedback=arguments.feedback,
+                seed=arguments.seed,
+            )
+        except ConfigError as exc:
+            parser.error(str(exc))
+        print(
+            f"wrote {rows:,} interactions ({n_users:,} users x {n_items:,} items) to "
+            f"{arguments.output} in {time.perf_counter() - started:.1f} s, block by block"
+        )
+        return
     if arguments.feedback == "events":
         data = generate_event_log(n_users, n_items, n_interactions, seed=arguments.seed)
         what = f"{data.n_events:,} events on {n_interactions:,} (user, item) pairs"

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from walsrec import synthetic
 from walsrec.data import ColumnSpec, load_interactions
 from walsrec.errors import ConfigError
 from walsrec.evaluation.metrics import evaluate
@@ -213,3 +214,60 @@ def test_command_line_writes_csv_interactions(tmp_path) -> None:
     frame = pd.read_csv(output)
     assert list(frame.columns) == ["user_id", "item_id", "rating", "timestamp"]
     assert len(frame) == 100_836
+
+
+def test_write_interactions_streams_blocks_with_the_same_activity(tmp_path):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "blocks.parquet"
+    rows = synthetic.write_interactions(path, 5_000, 2_000, 120_000, block_users=700, seed=4)
+    table = pq.read_table(path)
+    assert rows == table.num_rows == 120_000
+    assert pq.ParquetFile(path).num_row_groups == 8  # ceil(5,000 / 700)
+    users, items = table["user_id"].to_numpy(), table["item_id"].to_numpy()
+    keys = users * 2_000 + items
+    assert (np.diff(keys) > 0).all()  # distinct pairs, by user then item
+    ratings = table["rating"].to_numpy()
+    assert set(np.unique(ratings)) <= {1, 2, 3, 4, 5}
+    # Activity is drawn for all users first: the same per-user counts for any block size.
+    other = tmp_path / "other.parquet"
+    synthetic.write_interactions(other, 5_000, 2_000, 120_000, block_users=5_000, seed=4)
+    other_users = pq.read_table(other)["user_id"].to_numpy()
+    assert np.array_equal(np.bincount(users), np.bincount(other_users))
+    # The same seed and blocks: the same file.
+    again = tmp_path / "again.parquet"
+    synthetic.write_interactions(again, 5_000, 2_000, 120_000, block_users=700, seed=4)
+    assert pq.read_table(again).equals(table)
+    # The planted structure is there: a user's items concentrate on few topics, as in memory.
+    data = synthetic.generate_interactions(5_000, 2_000, 120_000, seed=4)
+    popular = np.bincount(items, minlength=2_000).max() / 120_000
+    assert 0.5 < popular / (np.bincount(data.items, minlength=2_000).max() / 120_000) < 2
+
+
+def test_write_interactions_memory_is_one_block(tmp_path):
+    import tracemalloc
+
+    tracemalloc.start()
+    synthetic.generate_interactions(40_000, 5_000, 1_000_000, feedback="binary", seed=1)
+    whole = tracemalloc.get_traced_memory()[1]
+    tracemalloc.reset_peak()
+    synthetic.write_interactions(
+        tmp_path / "b.parquet", 40_000, 5_000, 1_000_000, block_users=2_000, feedback="binary"
+    )
+    blocks = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert blocks < 0.25 * whole, (blocks, whole)
+
+
+def test_the_command_writes_any_size_block_by_block(tmp_path, monkeypatch, capsys):
+    import pyarrow.csv as pa_csv
+
+    monkeypatch.setattr(synthetic, "STREAMED_ABOVE", 10_000)
+    out = tmp_path / "big.csv"
+    synthetic.main(["--size", "3000", "800", "40000", "--feedback", "counts", "--output", str(out)])
+    assert "block by block" in capsys.readouterr().out
+    table = pa_csv.read_csv(out)
+    assert table.num_rows == 40_000 and table.column_names[:2] == ["user_id", "item_id"]
+    with pytest.raises(SystemExit):
+        synthetic.main(["--size", "3000", "800", "40000", "--feedback", "events", "--output", "x"])
+    assert "events" in capsys.readouterr().err
