@@ -275,9 +275,7 @@ def generate_interactions(
         ConfigError: an argument is out of range.
     """
     _check_arguments(n_users, n_items, n_interactions, n_topics, max_user_fraction, noise)
-    if feedback not in FEEDBACK_KINDS:
-        kinds = ", ".join(FEEDBACK_KINDS)
-        raise ConfigError(f"feedback must be one of {kinds}, got {feedback!r}")
+    _check_feedback(feedback)
     rng = np.random.default_rng(seed)
     user_counts = _user_counts(
         rng,
@@ -288,15 +286,10 @@ def generate_interactions(
         min_user_interactions,
         max_user_fraction,
     )
-    # Zipf popularity over a random order of the items, so that item index says nothing.
-    popularity = np.empty(n_items)
-    popularity[rng.permutation(n_items)] = np.arange(1, n_items + 1) ** -float(item_exponent)
-    popularity /= popularity.sum()
+    popularity = _popularity(rng, n_items, item_exponent)
     user_topics = rng.dirichlet(np.full(n_topics, topic_concentration), size=n_users)
     item_topics = rng.dirichlet(np.full(n_topics, topic_concentration), size=n_items)
-    # P(item | topic) proportional to popularity * item_topics[:, topic].
-    topic_items = (popularity[:, np.newaxis] * item_topics).T  # [n_topics, n_items]
-    topic_items /= topic_items.sum(axis=1, keepdims=True)
+    topic_items = _topic_items(popularity, item_topics)
 
     users, items, values, timestamps = _draw_pairs(
         rng, user_counts, user_topics, item_topics, topic_items, popularity, noise, feedback
@@ -353,9 +346,7 @@ def write_interactions(
     import pyarrow as pa
 
     _check_arguments(n_users, n_items, n_interactions, n_topics, max_user_fraction, noise)
-    if feedback not in FEEDBACK_KINDS:
-        kinds = ", ".join(FEEDBACK_KINDS)
-        raise ConfigError(f"feedback must be one of {kinds}, got {feedback!r}")
+    _check_feedback(feedback)
     if isinstance(block_users, bool) or not isinstance(block_users, int) or block_users < 1:
         raise ConfigError(f"block_users must be an integer >= 1, got {block_users!r}")
     n_blocks = -(-n_users // block_users)
@@ -370,12 +361,9 @@ def write_interactions(
         min_user_interactions,
         max_user_fraction,
     )
-    popularity = np.empty(n_items)
-    popularity[rng.permutation(n_items)] = np.arange(1, n_items + 1) ** -float(item_exponent)
-    popularity /= popularity.sum()
+    popularity = _popularity(rng, n_items, item_exponent)
     item_topics = rng.dirichlet(np.full(n_topics, topic_concentration), size=n_items)
-    topic_items = (popularity[:, np.newaxis] * item_topics).T
-    topic_items /= topic_items.sum(axis=1, keepdims=True)
+    topic_items = _topic_items(popularity, item_topics)
     schema = pa.schema(
         [("user_id", pa.int64()), ("item_id", pa.int64()), ("rating", pa.float32()),
          ("timestamp", pa.int64())]
@@ -410,6 +398,26 @@ def write_interactions(
             writer.write_table(table)
             written += table.num_rows
     return written
+
+
+def _check_feedback(feedback: str) -> None:
+    if feedback not in FEEDBACK_KINDS:
+        kinds = ", ".join(FEEDBACK_KINDS)
+        raise ConfigError(f"feedback must be one of {kinds}, got {feedback!r}")
+
+
+def _popularity(rng: np.random.Generator, n_items: int, exponent: float) -> np.ndarray:
+    """Zipf popularity over a random order of the items, so that item index says nothing."""
+    popularity = np.empty(n_items)
+    popularity[rng.permutation(n_items)] = np.arange(1, n_items + 1) ** -float(exponent)
+    return popularity / popularity.sum()
+
+
+def _topic_items(popularity: np.ndarray, item_topics: np.ndarray) -> np.ndarray:
+    """[n_topics, n_items]: P(item | topic), proportional to popularity * item_topics[:, topic]."""
+    topic_items = (popularity[:, np.newaxis] * item_topics).T
+    topic_items /= topic_items.sum(axis=1, keepdims=True)
+    return topic_items
 
 
 def _draw_pairs(
