@@ -561,6 +561,29 @@ def single_threaded_blas() -> Any:
     return _THREADPOOLS.limit(limits=1, user_api="blas")
 
 
+# Rows per block of the objective's float64 Gram and penalty: bounds their copies (at 10^7
+# users a whole-matrix float64 copy was 5 GB, and three were alive at once).
+_GRAM_BLOCK_ROWS = 1 << 16
+
+
+def _gram_and_penalty(
+    free: np.ndarray, row_reg: np.ndarray, use_biases: bool, bias_first: bool
+) -> tuple[np.ndarray, float]:
+    """X^T X of the augmented factors and sum_r reg_r * |free_r|^2, in float64, a block of
+    rows at a time."""
+    gram = None
+    penalty = 0.0
+    with single_threaded_blas():
+        for start in range(0, free.shape[0], _GRAM_BLOCK_ROWS):
+            block = free[start : start + _GRAM_BLOCK_ROWS]
+            augmented = _augmented(block, use_biases, bias_first=bias_first)
+            product = augmented.T @ augmented
+            gram = product if gram is None else gram + product
+            squares = np.sum(block.astype(np.float64) ** 2, axis=1)
+            penalty += float(np.dot(row_reg[start : start + _GRAM_BLOCK_ROWS], squares))
+    return gram, penalty
+
+
 def _objective(
     user_free: np.ndarray,
     item_free: np.ndarray,
@@ -574,12 +597,10 @@ def _objective(
     The sum of p^2 over all n_users * n_items entries is trace((X^T X)(Y^T Y)), from which the
     observed entries' p^2 is subtracted.
     """
-    users = _augmented(user_free, config.use_biases, bias_first=True)
-    items = _augmented(item_free, config.use_biases, bias_first=False)
-    with single_threaded_blas():
-        all_squared = float(np.sum((users.T @ users) * (items.T @ items)))
-    penalty = float(np.dot(row_reg_users, np.sum(user_free.astype(np.float64) ** 2, axis=1)))
-    penalty += float(np.dot(row_reg_items, np.sum(item_free.astype(np.float64) ** 2, axis=1)))
+    user_gram, penalty = _gram_and_penalty(user_free, row_reg_users, config.use_biases, True)
+    item_gram, item_penalty = _gram_and_penalty(item_free, row_reg_items, config.use_biases, False)
+    all_squared = float(np.sum(user_gram * item_gram))
+    penalty += item_penalty
     if entries.indptr is not None:
         dtype = entries.extra_array.dtype  # the training dtype: float32 factors convert exactly
         observed_error, observed_squared = _native_observed_sums(
@@ -593,6 +614,8 @@ def _objective(
     observed_error = 0.0
     observed_squared = 0.0
     dtype = tf.as_dtype(config.dtype)
+    users = _augmented(user_free, config.use_biases, bias_first=True)
+    items = _augmented(item_free, config.use_biases, bias_first=False)
     user_table, item_table = tf.constant(users, dtype), tf.constant(items, dtype)
     unobserved_weight = tf.constant(config.unobserved_weight, dtype)
     sums = _observed_sums(config.jit_compile)
@@ -751,6 +774,21 @@ def _prepare_sides(
     return user_side, item_side, entries
 
 
+def _initial_factors(
+    rng: np.random.Generator, n_rows: int, scale: float, dimension: int, config: WALSConfig
+) -> np.ndarray:
+    """N(0, scale) factors (and a bias column of zeros) in the training dtype: the float64 draws
+    a block of rows at a time, rounded as they come (the same values as one float64 draw
+    rounded at once, without its copy: 5 GB at 10^7 users x 64)."""
+    init = np.zeros((n_rows, dimension), dtype=config.dtype)
+    for start in range(0, n_rows, _GRAM_BLOCK_ROWS):
+        rows = min(_GRAM_BLOCK_ROWS, n_rows - start)
+        init[start : start + rows, : config.n_factors] = rng.normal(
+            0.0, scale, size=(rows, config.n_factors)
+        )
+    return init
+
+
 def train_wals(
     matrix: sp.csr_matrix,
     config: WALSConfig,
@@ -806,11 +844,8 @@ def train_wals(
 
     rng = np.random.default_rng(config.seed)
     scale = config.init_scale / math.sqrt(config.n_factors)
-    user_init = rng.normal(0.0, scale, size=(n_users, config.n_factors))
-    item_init = rng.normal(0.0, scale, size=(n_items, config.n_factors))
-    if config.use_biases:  # biases start at 0
-        user_init = np.hstack([user_init, np.zeros((n_users, 1))])
-        item_init = np.hstack([item_init, np.zeros((n_items, 1))])
+    user_init = _initial_factors(rng, n_users, scale, dimension, config)
+    item_init = _initial_factors(rng, n_items, scale, dimension, config)
 
     kernel = _resolve_kernel(config, log)
     try:
