@@ -9,7 +9,7 @@ so later passes never walk it again) and turns collection back on. It is called 
 pipeline runs (`run_pipeline`) and before `serve` hands over to the server, so steps and
 long-running commands (`continuous --every`) run with the collector on as usual. Measured on
 an ML-100K cached rerun (five alternated runs on one store): 7.1 s with the collector on
-throughout, 6.2 s paused (docs/speed.md).
+throughout, 6.2 s paused (README, "Caching: a second identical run").
 
 Only the command entry points pause: a program or test that imports `cli` or calls `cli()`
 keeps its collector as it was, and `resume` does nothing there.

@@ -826,7 +826,7 @@ def test_blockwise_start_and_objective_equal_the_whole_matrix_ones(monkeypatch):
     matrix = synthetic.generate_interactions(3_000, 2_000, 60_000, seed=5).to_csr()
     config = WALSConfig(n_factors=8, epochs=2, regularization=5.0, use_biases=True)
     whole = train_wals(matrix, config)
-    monkeypatch.setattr(wals_module, "_GRAM_BLOCK_ROWS", 256)
+    monkeypatch.setattr(wals_module, "_ROW_BLOCK", 256)
     blocks = train_wals(matrix, config)
     assert np.array_equal(whole.user_factors, blocks.user_factors)
     assert np.array_equal(whole.item_factors, blocks.item_factors)

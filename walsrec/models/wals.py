@@ -561,9 +561,10 @@ def single_threaded_blas() -> Any:
     return _THREADPOOLS.limit(limits=1, user_api="blas")
 
 
-# Rows per block of the objective's float64 Gram and penalty: bounds their copies (at 10^7
-# users a whole-matrix float64 copy was 5 GB, and three were alive at once).
-_GRAM_BLOCK_ROWS = 1 << 16
+# Rows per block of the initial factors' draws and of the objective's float64 Gram and penalty:
+# bounds their copies (at 10^7 users a whole-matrix float64 copy was 5 GB, and three were alive
+# at once).
+_ROW_BLOCK = 1 << 16
 
 
 def _gram_and_penalty(
@@ -574,13 +575,13 @@ def _gram_and_penalty(
     gram = None
     penalty = 0.0
     with single_threaded_blas():
-        for start in range(0, free.shape[0], _GRAM_BLOCK_ROWS):
-            block = free[start : start + _GRAM_BLOCK_ROWS]
+        for start in range(0, free.shape[0], _ROW_BLOCK):
+            block = free[start : start + _ROW_BLOCK]
             augmented = _augmented(block, use_biases, bias_first=bias_first)
             product = augmented.T @ augmented
             gram = product if gram is None else gram + product
             squares = np.sum(block.astype(np.float64) ** 2, axis=1)
-            penalty += float(np.dot(row_reg[start : start + _GRAM_BLOCK_ROWS], squares))
+            penalty += float(np.dot(row_reg[start : start + _ROW_BLOCK], squares))
     return gram, penalty
 
 
@@ -781,8 +782,8 @@ def _initial_factors(
     a block of rows at a time, rounded as they come (the same values as one float64 draw
     rounded at once, without its copy: 5 GB at 10^7 users x 64)."""
     init = np.zeros((n_rows, dimension), dtype=config.dtype)
-    for start in range(0, n_rows, _GRAM_BLOCK_ROWS):
-        rows = min(_GRAM_BLOCK_ROWS, n_rows - start)
+    for start in range(0, n_rows, _ROW_BLOCK):
+        rows = min(_ROW_BLOCK, n_rows - start)
         init[start : start + rows, : config.n_factors] = rng.normal(
             0.0, scale, size=(rows, config.n_factors)
         )
