@@ -718,6 +718,48 @@ def test_light_row_solve_equals_the_exact_solve(dtype: type) -> None:
         np.testing.assert_allclose(solution, expected, **tolerance, err_msg=light_solve)
 
 
+@pytest.mark.parametrize("d", [16, 48, 64, 128, 65])
+def test_vectorized_cg_pass_solves_what_the_generic_one_solves(d: int) -> None:
+    # float32 rows of 16 to 128 values take the AVX-512 pass where the CPU has it (65 never
+    # does), float64 rows the generic loop: the same CG steps, to float32 rounding. Rows of
+    # every length mod 4 (the pass takes entries four at a time), a warm start, and near the
+    # exact solve after 2 d steps.
+    lengths = [0, 1, 2, 3, 4, 5, 6, 7, 41, 1, 0, 62]
+    inputs = _light_solve_inputs(np.float64, d, lengths, seed=d)
+    inputs["start"] = np.random.default_rng(d).normal(size=inputs["start"].shape)
+    single = {
+        key: value.astype(np.float32) if value.dtype == np.float64 else value
+        for key, value in inputs.items()
+    }
+    solve = native.load().wals_solve_rows
+    for steps in (1, 3):
+        expected = solve(**inputs, solver="cg", cg_steps=steps).numpy()
+        ours = solve(**single, solver="cg", cg_steps=steps).numpy()
+        scale = np.abs(expected).max()
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=2e-4 * scale, err_msg=str(steps))
+    # float32 CG loses orthogonality over many steps on rows this ill-conditioned (heavy
+    # entries, small regularization): close to the exact solve, not to float32 rounding.
+    exact = _dense_row_solves(inputs)
+    converged = solve(**single, solver="cg", cg_steps=2 * d).numpy()
+    np.testing.assert_allclose(converged, exact, rtol=0, atol=1e-2 * np.abs(exact).max())
+
+
+@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+def test_implicit_targets_from_the_extra_confidence_equal_stored_ones(solver: str) -> None:
+    # Implicit feedback's c * t is w0 + extra: computed by the kernel from one value instead of
+    # read per entry, with the same float32 sum, so the solutions are the same bits.
+    inputs = _light_solve_inputs(np.float32, 64, [0, 1, 3, 9, 40, 2, 79], seed=5)
+    w0 = np.float32(0.75)
+    stored = {**inputs, "weighted_target": w0 + inputs["extra"]}
+    derived = {**inputs, "weighted_target": np.array([w0], np.float32)}
+    solve = native.load().wals_solve_rows
+    expected = solve(**stored, solver=solver).numpy()
+    ours = solve(**derived, solver=solver, target_from_extra=True).numpy()
+    np.testing.assert_array_equal(ours, expected)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="one value"):
+        solve(**stored, solver=solver, target_from_extra=True)
+
+
 def test_light_row_solve_falls_back_to_the_exact_solve_on_a_negative_extra() -> None:
     # Woodbury needs extra >= 0 (a square root); the op is also correct for other inputs.
     inputs = _light_solve_inputs(np.float64, 8, [1, 2, 0], seed=9)
