@@ -760,6 +760,22 @@ def test_implicit_targets_from_the_extra_confidence_equal_stored_ones(solver: st
         solve(**stored, solver=solver, target_from_extra=True)
 
 
+def test_implicit_training_keeps_no_per_entry_target() -> None:
+    # 4 bytes an entry on each side (160 MB at ML-20M): the fused sides hold w0 alone.
+    from walsrec.models import wals as wals_module
+
+    matrix = sp.random(50, 40, density=0.2, format="csr", random_state=4, dtype=np.float32)
+    config = WALSConfig(n_factors=8, kernel="fused", alpha=3.0, unobserved_weight=0.5)
+    data = wals_module._prepare_interactions(matrix, config)
+    assert data.weighted_target is None
+    regs = wals_module._row_regularization(np.diff(data.user_indptr), config)
+    item_regs = wals_module._row_regularization(np.diff(data.item_indptr), config)
+    user_side, item_side, _ = wals_module._prepare_sides(data, "fused", regs, item_regs, 8, config)
+    for side in (user_side, item_side):
+        assert side.target_from_extra
+        np.testing.assert_array_equal(side.weighted_target.numpy(), [0.5])
+
+
 def test_light_row_solve_falls_back_to_the_exact_solve_on_a_negative_extra() -> None:
     # Woodbury needs extra >= 0 (a square root); the op is also correct for other inputs.
     inputs = _light_solve_inputs(np.float64, 8, [1, 2, 0], seed=9)
