@@ -488,11 +488,10 @@ def _tensor_and_array_of(
         and array.ctypes.data % _TENSOR_ALIGNMENT == 0
     ):
         return _wrap(array), array
-    size = array.size if order is None else order.size
-    buffer = _aligned_empty((size,), numpy_dtype)
     if order is None:
-        buffer[...] = array
+        buffer = _aligned_copy(array, numpy_dtype)
     else:
+        buffer = _aligned_empty((order.size,), numpy_dtype)
         # mode="clip": the default "raise" writes through a temporary copy of the output.
         np.take(array.astype(numpy_dtype, copy=False), order, out=buffer, mode="clip")
     return _wrap(buffer), buffer
