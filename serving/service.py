@@ -51,7 +51,7 @@ import bentoml  # noqa: E402
 from pydantic import Field  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
-from serving import http_limits, openapi  # noqa: E402
+from serving import balance, http_limits, openapi  # noqa: E402
 from serving.encoding import PiecewiseJSONResponse  # noqa: E402
 from serving.fast_path import HEAVY_ITEMS, FastPath, request_items  # noqa: E402
 from serving.guard import DEFAULT_MAX_BODY_BYTES, OPEN_PATHS, RequestGuard, read_token  # noqa: E402
@@ -352,6 +352,7 @@ if _flag("WALSREC_METRICS", True):
 
 quiet_rejected_requests()
 http_limits.install()
+balance.install()
 # The guard's options; the app factory below reads them each time it builds an app (the tests
 # change them per app).
 GUARD_OPTIONS = {
