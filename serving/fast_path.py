@@ -81,7 +81,8 @@ class FastPath:
     def handles(self, path: str) -> bool:
         return path in self.routes and self.instance() is not None
 
-    async def answer(self, scope: dict, body: bytes, send: Callable) -> None:
+    async def answer(self, scope: dict, body: bytes, send: Callable) -> int:
+        """Answers the request; returns the answer's status."""
         func, input_model = self.routes[scope["path"]]
         try:
             request = input_model.model_validate_json(body or b"{}")
@@ -96,7 +97,7 @@ class FastPath:
                 "detail": exc.errors(include_context=False, include_input=False),
             }
             await _send_json(send, 400, _dumps(error))
-            return
+            return 400
         arguments = {name: getattr(request, name) for name in type(request).model_fields}
         instance = self.instance()
         try:
@@ -113,12 +114,21 @@ class FastPath:
         except Exception:
             logger.exception("POST %s failed", scope["path"])
             await _send_json(send, 500, UNEXPECTED)
-            return
+            return 500
         if isinstance(output, BaseModel):
             await _send_json(send, 200, output.model_dump_json().encode())
-            return
-        # A Starlette response (the API's own 4xx or 503 answers).
-        await output(scope, _no_body, send)
+            return 200
+        # A Starlette response (the API's answers, already rendered): sent as its own __call__
+        # would send it.
+        if output.background is not None:
+            await output(scope, _no_body, send)
+            return output.status_code
+        await send(
+            {"type": "http.response.start", "status": output.status_code,
+             "headers": output.raw_headers}
+        )  # fmt: skip
+        await send({"type": "http.response.body", "body": output.body})
+        return output.status_code
 
 
 def request_items(arguments: Mapping[str, Any]) -> int:

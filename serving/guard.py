@@ -93,42 +93,33 @@ class RequestGuard:
             return
         endpoint = self.metrics.endpoint(scope["path"])
         started = self.metrics.started(endpoint)
-        status = 500  # if the app fails before it answers
-
-        async def counting_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        status = 500  # if the app fails, or ends without an answer
         try:
-            await self._guarded(scope, receive, counting_send)
+            status = await self._guarded(scope, receive, send) or 500
         finally:
             self.metrics.finished(endpoint, status, started)
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answers or hands on the request; returns the answer's status (0: none was sent)."""
         headers = dict(scope["headers"])
         path = scope["path"]
         if self.token is not None and path not in self.open_paths and not self._authorized(headers):
-            await reply(
+            return await reply(
                 send,
                 401,
                 "authorization: a valid 'Authorization: Bearer <token>' header is required",
                 "authorization",
                 [(b"www-authenticate", b"Bearer")],
             )
-            return
         own = self.own_routes.get(path)
         if own is not None:
-            await own(scope, receive, send)
-            return
+            return await self._handed_on(own, scope, receive, send)
         if scope["method"] == "POST" and (self.json_paths is None or path in self.json_paths):
             media_type = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
             if media_type != JSON_MEDIA_TYPE:
-                await reply(
+                return await reply(
                     send, 415, "content-type: only application/json is accepted", "content-type"
                 )
-                return
         fast = (
             scope["method"] == "POST"
             and self.fast_path is not None
@@ -137,14 +128,11 @@ class RequestGuard:
         length = headers.get(b"content-length")
         if length is not None:
             if not length.isdigit():
-                await reply(send, 400, "content-length: not a number", "content-length")
-                return
+                return await reply(send, 400, "content-length: not a number", "content-length")
             if int(length) > self.max_body_bytes:
-                await reply(send, 413, self._too_large(), "body")
-                return
+                return await reply(send, 413, self._too_large(), "body")
             if not fast:
-                await self.app(scope, receive, send)
-                return
+                return await self._handed_on(self.app, scope, receive, send)
         # The body, read here up to the cap (no Content-Length: chunked), then answered by the
         # fast path or handed on. An exception raised inside the app's receive() would come
         # back as the app's own 500, so the cap is enforced before the app sees a byte.
@@ -153,19 +141,17 @@ class RequestGuard:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return  # the client went away
+                return 0  # the client went away
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_body_bytes:
-                await reply(send, 413, self._too_large(), "body")
-                return
+                return await reply(send, 413, self._too_large(), "body")
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
         if fast:
-            await self.fast_path.answer(scope, body, send)
-            return
+            return await self.fast_path.answer(scope, body, send)
         replayed = False
 
         async def replay() -> Message:
@@ -175,7 +161,23 @@ class RequestGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        return await self._handed_on(self.app, scope, replay, send)
+
+    async def _handed_on(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
+        """`app`'s answer, and its status (read from what it sends only when metrics count)."""
+        if self.metrics is None:
+            await app(scope, receive, send)
+            return 0
+        status = 0
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await app(scope, receive, status_send)
+        return status
 
     def _authorized(self, headers: dict[bytes, bytes]) -> bool:
         # RFC 7235: the scheme is case-insensitive, one or more spaces before the credentials.
@@ -190,8 +192,9 @@ class RequestGuard:
 
 async def reply(
     send: Send, status: int, message: str, field: str, extra_headers: list | None = None
-) -> None:
-    """A JSON error answer `{"error", "field"}` (the service's ErrorResponse)."""
+) -> int:
+    """A JSON error answer `{"error", "field"}` (the service's ErrorResponse); returns
+    `status`."""
     body = json.dumps({"error": message, "field": field}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send(
@@ -202,3 +205,4 @@ async def reply(
         }
     )
     await send({"type": "http.response.body", "body": body})
+    return status

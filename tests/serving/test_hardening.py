@@ -81,6 +81,38 @@ def test_requests_to_random_paths_leave_no_lasting_cost(live_server: LiveServer)
     assert re.search(rb'_total\{endpoint="other",http_response_code="401"\} [1-9]', metrics_after)
 
 
+def _sample(metrics: bytes, name: str, labels: str) -> float:
+    line = re.escape(f"{name}{{{labels}}}".encode())
+    found = re.search(rb"^" + line + rb" (\S+)$", metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_metrics_count_every_answered_request_by_the_next_scrape(live_server: LiveServer) -> None:
+    # Counts gather in the worker and reach Prometheus' files once a second and before each
+    # scrape: a scrape right after the requests must already show every one of them.
+    labels = 'endpoint="/recommend",http_response_code="200"'
+    bad = 'endpoint="/recommend",http_response_code="400"'
+    prefix = "bentoml_service_request"
+    before = _metrics(live_server)
+    for _ in range(7):
+        assert live_server.post("/recommend", {"user_id": "u1", "k": 2})[0] == 200
+    assert live_server.post("/recommend", {"user_id": "u1", "k": 0})[0] == 400
+    after = _metrics(live_server)
+    for name, label_set, added in [
+        (f"{prefix}_total", labels, 7),
+        (f"{prefix}_duration_seconds_count", labels, 7),
+        (f"{prefix}_duration_seconds_bucket", labels + ',le="+Inf"', 7),
+        (f"{prefix}_total", bad, 1),
+    ]:
+        assert _sample(after, name, label_set) - _sample(before, name, label_set) == added, name
+    seconds = _sample(after, f"{prefix}_duration_seconds_sum", labels) - _sample(
+        before, f"{prefix}_duration_seconds_sum", labels
+    )
+    assert 0 < seconds < 7 * 5
+    # /metrics itself is in progress while it answers; nothing else is.
+    assert _sample(after, f"{prefix}_in_progress", 'endpoint="/recommend"') == 0
+
+
 def test_a_rejected_request_is_one_short_log_line_without_its_values(
     live_server: LiveServer,
 ) -> None:
