@@ -4,11 +4,14 @@
     .venv/bin/python bench/serve/bench.py --duration 5 --rounds 1 --concurrency 32
 
 A random model of MovieLens-20M size (138,493 users x 26,744 items x 64 factors, ~144 seen items
-per user) goes into a temporary BentoML model store. Both servers run on 127.0.0.1 with the same
-number of workers and load the same files; the bare app (bench/serve/bare_app.py) calls the
-service's own top-k code. wrk (one thread, `apt-get install wrk`) posts /recommend for a random
-known user (k=10, seen items excluded) for a fixed duration at each concurrency, alternating the
-two servers; each figure is the median over the rounds. Everything stops by itself.
+per user) goes into a temporary BentoML model store. Three servers run on 127.0.0.1 with the
+same number of workers and load the same files: the service; the bare app (bench/serve/
+bare_app.py, which calls the service's own top-k code) under stock `uvicorn --workers`; and the
+bare app on workers that spread connections as the service does (bare_server.py). wrk (one
+thread, `apt-get install wrk`) posts /recommend for a random known user (k=10, seen items
+excluded) for a fixed duration at each concurrency, alternating the servers; each figure is the
+median over the rounds, with each server's CPU time per request and the split of wrk's
+connections over its workers. Everything stops by itself.
 """
 
 from __future__ import annotations
@@ -81,7 +84,42 @@ def _seconds(text: str) -> float:
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def run_wrk(port: int, concurrency: int, duration: float, script: Path) -> dict:
+def server_cpu_seconds(server: subprocess.Popen) -> float:
+    """CPU seconds (user + system) used so far by a server and all its processes."""
+    import psutil
+
+    root = psutil.Process(server.pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def connection_split(port: int) -> list[int]:
+    """Established connections to `port` per server process, largest first (`ss`)."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[pid] = counts.get(pid, 0) + 1
+    return sorted(counts.values(), reverse=True)
+
+
+def run_wrk(
+    port: int,
+    concurrency: int,
+    duration: float,
+    script: Path,
+    server: subprocess.Popen | None = None,
+) -> dict:
+    """One wrk run; with `server`, also its CPU per request and how wrk's connections were
+    split over its worker processes (sampled halfway)."""
     command = [
         "wrk",
         "-t1",
@@ -94,7 +132,17 @@ def run_wrk(port: int, concurrency: int, duration: float, script: Path) -> dict:
         str(script),
         f"http://127.0.0.1:{port}",
     ]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    cpu_before = server_cpu_seconds(server) if server is not None else 0.0
+    wrk = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    split: list[int] = []
+    if server is not None:
+        time.sleep(min(1.0, duration / 2))
+        split = connection_split(port)
+    output, errors_text = wrk.communicate()
+    if wrk.returncode != 0:
+        raise subprocess.CalledProcessError(wrk.returncode, command, output, errors_text)
+    cpu = server_cpu_seconds(server) - cpu_before if server is not None else 0.0
+    requests = int(re.search(r"(\d+) requests in", output).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     p50 = _seconds(re.search(r"\s50%\s+(\S+)", output).group(1))
     p99 = _seconds(re.search(r"\s99%\s+(\S+)", output).group(1))
@@ -106,6 +154,8 @@ def run_wrk(port: int, concurrency: int, duration: float, script: Path) -> dict:
         "p99_ms": p99 * 1e3,
         "non_2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(1) if errors else "",
+        "cpu_us": 1e6 * cpu / max(requests, 1),
+        "split": split,
     }
 
 
@@ -188,7 +238,7 @@ def main() -> None:
     script = state / "recommend.lua"
     script.write_text(LUA_SCRIPT % {"seed": 42, "n_users": args.users})
 
-    bento_port, bare_port = free_port(), free_port()
+    bento_port, bare_port, balanced_port = free_port(), free_port(), free_port()
     service_env = dict(item.split("=", 1) for item in args.service_env)
     servers = {
         "bentoml": (
@@ -217,24 +267,38 @@ def main() -> None:
             {**env, "WALSREC_MODEL_DIR": str(model_dir)},
             bare_port,
         ),
+        # The same app on workers that spread connections as the service does (bare_server.py).
+        "balanced": (
+            [
+                sys.executable,
+                str(Path(__file__).parent / "bare_server.py"),
+                "--port",
+                str(balanced_port),
+                "--workers",
+                str(args.workers),
+            ],
+            {**env, "WALSREC_MODEL_DIR": str(model_dir)},
+            balanced_port,
+        ),
     }
     processes = {}
     results: dict[tuple[str, int], list[dict]] = {}
     try:
         for name, (command, server_env, port) in servers.items():
             processes[name] = start(name, command, server_env, state / f"{name}.log", port)
-        for port in (bento_port, bare_port):  # warm-up: page in the factors, JIT nothing
+        for port in (bento_port, bare_port, balanced_port):  # warm-up: page in the factors
             run_wrk(port, 8, 2, script)
         for round_number in range(args.rounds):
             for concurrency in args.concurrency:
                 for name, (_, _, port) in servers.items():
-                    result = run_wrk(port, concurrency, args.duration, script)
+                    result = run_wrk(port, concurrency, args.duration, script, processes[name])
                     results.setdefault((name, concurrency), []).append(result)
                     print(
                         f"  round {round_number + 1} c={concurrency:<3} {name:8} "
                         f"{result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
-                        f"p99 {result['p99_ms']:6.2f} ms  non-2xx {result['non_2xx']}"
-                        f"  {result['socket_errors']}"
+                        f"p99 {result['p99_ms']:6.2f} ms  cpu {result['cpu_us']:4.0f} us/req  "
+                        f"split {'/'.join(map(str, result['split']))}  "
+                        f"non-2xx {result['non_2xx']}  {result['socket_errors']}"
                     )
     finally:
         for process in processes.values():
@@ -246,23 +310,31 @@ def main() -> None:
         f"OPENBLAS_NUM_THREADS={args.blas_threads}, {args.service}, env {service_env or '{}'}"
     )
     print(
-        "| c | bare req/s | bentoml req/s | ratio | bare p50 | bentoml p50 | bare p99 | "
-        "bentoml p99 | p99 ratio |"
+        "bare: stock `uvicorn --workers`; balanced: the same app on workers that spread "
+        "connections as the service does (bare_server.py); ratio = bentoml / baseline; "
+        "CPU = the server's CPU time per request"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| c | baseline | baseline req/s | bentoml req/s | ratio | baseline p99 | bentoml p99 | "
+        "p99 ratio | baseline CPU | bentoml CPU | CPU ratio |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for concurrency in args.concurrency:
         med = {
             (name, key): statistics.median(r[key] for r in results[(name, concurrency)])
             for name in servers
-            for key in ("rps", "p50_ms", "p99_ms")
+            for key in ("rps", "p50_ms", "p99_ms", "cpu_us")
         }
-        print(
-            f"| {concurrency} | {med['bare', 'rps']:.0f} | {med['bentoml', 'rps']:.0f} | "
-            f"{med['bentoml', 'rps'] / med['bare', 'rps']:.2f}x | {med['bare', 'p50_ms']:.2f} ms | "
-            f"{med['bentoml', 'p50_ms']:.2f} ms | {med['bare', 'p99_ms']:.2f} ms | "
-            f"{med['bentoml', 'p99_ms']:.2f} ms | "
-            f"{med['bentoml', 'p99_ms'] / med['bare', 'p99_ms']:.2f}x |"
-        )
+        for baseline in ("bare", "balanced"):
+            print(
+                f"| {concurrency} | {baseline} | {med[baseline, 'rps']:.0f} | "
+                f"{med['bentoml', 'rps']:.0f} | "
+                f"**{med['bentoml', 'rps'] / med[baseline, 'rps']:.2f}x** | "
+                f"{med[baseline, 'p99_ms']:.2f} ms | {med['bentoml', 'p99_ms']:.2f} ms | "
+                f"**{med['bentoml', 'p99_ms'] / med[baseline, 'p99_ms']:.2f}x** | "
+                f"{med[baseline, 'cpu_us']:.0f} us | {med['bentoml', 'cpu_us']:.0f} us | "
+                f"{med['bentoml', 'cpu_us'] / med[baseline, 'cpu_us']:.2f}x |"
+            )
     shutil.rmtree(state, ignore_errors=True)
 
 
