@@ -21,7 +21,6 @@ uvicorn's own (the same protocol class, server state and graceful shutdown).
 from __future__ import annotations
 
 import asyncio
-import errno
 import fcntl
 import logging
 import mmap
@@ -57,6 +56,7 @@ class Board:
 
     def __init__(self, path: Path, pid: int | None = None) -> None:
         self.pid = os.getpid() if pid is None else pid
+        self.path = path
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -94,9 +94,18 @@ class Board:
         return fewest
 
     def release(self) -> None:
-        if self.slot is not None:
-            _SLOT.pack_into(self._map, self.slot * _SLOT.size, 0, 0)
-            self.slot = None
+        """Free this worker's slot; the last worker out removes the file."""
+        if self.slot is None:
+            return
+        _SLOT.pack_into(self._map, self.slot * _SLOT.size, 0, 0)
+        self.slot = None
+        try:
+            with self.path.open("rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)  # no worker is claiming a slot meanwhile
+                if self.fewest_elsewhere() is None:
+                    self.path.unlink()
+        except FileNotFoundError:
+            pass  # another worker removed it
 
 
 def _alive(pid: int) -> bool:
@@ -157,6 +166,7 @@ class BalancedListener:
         self.deferrals = 0
         self.closed = False
         self.waiting = False
+        self.connecting: set[asyncio.Task] = set()  # referenced until the protocol has it
         sock.setblocking(False)
         self.fd = sock.fileno()
         loop.add_reader(self.fd, self._readable)
@@ -175,8 +185,8 @@ class BalancedListener:
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return  # another worker took it, or the client gave up
         except OSError as exc:
-            if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                raise
+            # Out of file descriptors or memory (or anything else): back off instead of
+            # spinning on a socket that stays readable.
             logger.error("accept() failed (%s): retrying in %g s", exc, ACCEPT_RETRY_SECONDS)
             self._pause(ACCEPT_RETRY_SECONDS)
             return
@@ -185,7 +195,9 @@ class BalancedListener:
         # Counted from now: the protocol joins uvicorn's set a loop iteration or two later.
         self.connections.pending += 1
         self.connections.publish()
-        self.loop.create_task(self._connect(conn))
+        task = self.loop.create_task(self._connect(conn))
+        self.connecting.add(task)
+        task.add_done_callback(self.connecting.discard)
 
     async def _connect(self, conn: socket.socket) -> None:
         try:

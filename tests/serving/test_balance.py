@@ -35,6 +35,8 @@ def test_workers_claim_their_own_slots_and_see_each_others_load(tmp_path: Path) 
     assert first.fewest_elsewhere() == 5 and second.fewest_elsewhere() == 2
     second.release()
     assert first.fewest_elsewhere() is None  # no other worker left
+    first.release()
+    assert not path.exists()  # the last worker out leaves nothing behind
 
 
 def test_a_dead_workers_slot_is_ignored_and_reused(tmp_path: Path) -> None:
@@ -73,8 +75,14 @@ def test_a_burst_of_keep_alive_connections_is_spread_over_the_workers(
     # would erase the session's live server's metrics.
     home = tmp_path / "home"
     shutil.copytree(Path(os.environ["BENTOML_HOME"], "models"), home / "models")
+    scratch = tmp_path / "tmp"  # the server's TMPDIR, where the workers' board lives
+    scratch.mkdir()
     server = start_server(
-        packaged_model, tmp_path / "server.log", WALSREC_WORKERS="2", BENTOML_HOME=str(home)
+        packaged_model,
+        tmp_path / "server.log",
+        WALSREC_WORKERS="2",
+        BENTOML_HOME=str(home),
+        TMPDIR=str(scratch),
     )
     connections = []
     try:
@@ -98,7 +106,9 @@ def test_a_burst_of_keep_alive_connections_is_spread_over_the_workers(
         split = _connections_per_worker(server)
         assert len(split) == 2 and sum(split) == 16, split
         assert split[0] >= 6, split
+        assert len(list(scratch.glob("walsrec-accept-*"))) == 1
     finally:
         for connection in connections:
             connection.close()
         stop_server(server.process, timeout=30)
+    assert not list(scratch.glob("walsrec-accept-*"))  # the last worker out removed it
