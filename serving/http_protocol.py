@@ -15,6 +15,12 @@ two checks.
   connection's start or of its first byte (keep-alive idling is uvicorn's own
   `timeout_keep_alive`, 5 s); otherwise 408 and close.
 
+It also writes each answer in one piece: uvicorn writes a response's status line and headers as
+soon as the app sends `http.response.start`, then the body, two `send()` calls and two TCP
+segments (the socket has TCP_NODELAY), so the client wakes twice per answer. `_JoinedWrites`
+holds a write until the next one and sends both at once (a lone write goes out at the end of
+the event loop's turn, or before a close).
+
 Environment: WALSREC_MAX_HEADER_BYTES (default 16384, as uvicorn's h11 parser allows) and
 WALSREC_HEADER_TIMEOUT (seconds, default 10). This module imports httptools: uvicorn loads it
 only where httptools is installed.
@@ -34,6 +40,47 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 # After a refusal the connection reads and drops what the client still sends for this long,
 # then closes: closing with unread bytes would reset it and lose the answer (lingering close).
 LINGER_SECONDS = 1.0
+JOIN_WRITES = True
+
+
+class _JoinedWrites:
+    """A transport that holds a write until the next one (or the end of the event loop's turn)
+    and sends the two as one: an answer's headers go out with its body, as early as the body
+    alone would."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self.flush)
+            return
+        held, self._held = self._held, None
+        if not self._transport.is_closing():
+            self._transport.writelines([held, data])  # one writev(), no copy of a large body
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + len(self._held or b"")
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -44,6 +91,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if JOIN_WRITES:
+            self.transport = _JoinedWrites(transport, self.loop)  # type: ignore[assignment]
         self._refused = False
         self._in_headers = True
         self._header_bytes = 0
@@ -124,3 +173,5 @@ def configure(environ: Mapping[str, str]) -> None:
     BoundedHttpToolsProtocol.header_timeout = float(
         environ.get("WALSREC_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT)
     )
+    global JOIN_WRITES
+    JOIN_WRITES = environ.get("WALSREC_JOIN_WRITES", "1").strip().lower() not in ("0", "false")

@@ -25,6 +25,8 @@ Environment:
                            BentoML's routing (same answers, more per-request cost).
     WALSREC_INLINE         1 (default): small requests on the event loop; 0: all in threads.
     WALSREC_SWITCH_INTERVAL  the GIL switch interval in seconds (default 0.001).
+    WALSREC_JOIN_WRITES    1 (default): an answer's headers and body in one write
+                           (serving/http_protocol.py); 0: two, as uvicorn writes them.
     WALSREC_BALANCE        1 (default): keep-alive connections spread over the workers
                            (serving/balance.py); 0: uvicorn's accept loop.
 """
