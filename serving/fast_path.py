@@ -118,16 +118,8 @@ class FastPath:
         if isinstance(output, BaseModel):
             await _send_json(send, 200, output.model_dump_json().encode())
             return 200
-        # A Starlette response (the API's answers, already rendered): sent as its own __call__
-        # would send it.
-        if output.background is not None:
-            await output(scope, _no_body, send)
-            return output.status_code
-        await send(
-            {"type": "http.response.start", "status": output.status_code,
-             "headers": output.raw_headers}
-        )  # fmt: skip
-        await send({"type": "http.response.body", "body": output.body})
+        # A Starlette response (the API's answers, already rendered).
+        await output(scope, _no_body, send)
         return output.status_code
 
 
